@@ -1,0 +1,27 @@
+"""The step functions: one per pipeline step, file-in/file-out.
+
+The CLI verb, the KFP component and the container entrypoint all call these.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from padcore.dataset import Protocol, build_dataset, summary, write_dataset
+
+
+def preprocess(source: str, out: str | Path, *, max_len: int = 20, min_len: int = 5, buckets: int = 10) -> dict:
+    """Raw source -> dataset artifact at `out`. Returns the artifact's meta."""
+    from padcore.sources import load_source
+
+    t0 = time.perf_counter()
+    protocol = Protocol(max_len=max_len, min_len=min_len, buckets=buckets)
+    print(f"[preprocess] reading {source} ...", flush=True)
+    raw = load_source(source)
+    print(f"[preprocess] {len(raw.interactions):,} interactions, {len(raw.items):,} items read; applying protocol", flush=True)
+    ds = build_dataset(raw, protocol)
+    write_dataset(ds, out)
+    print(summary(ds))
+    print(f"[preprocess] wrote {out} in {time.perf_counter() - t0:.1f}s")
+    return ds.meta
