@@ -31,11 +31,16 @@ def atomic_dir(out: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _swap_into(tmp, out)
+
+
+def _swap_into(src: Path, out: Path) -> None:
+    """Rename `src` to `out`, replacing a previous `out` only once `src` is in place."""
     old = None
     if out.exists():
         old = out.parent / f".{out.name}.old-{os.getpid()}"
         os.rename(out, old)
-    os.rename(tmp, out)
+    os.rename(src, out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -69,3 +74,18 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+@contextlib.contextmanager
+def resumable_dir(out: str | os.PathLike) -> Iterator[Path]:
+    """Like `atomic_dir`, but the work folder has a fixed name and survives a failure.
+
+    A rerun with the same `out` finds the work folder and can resume from what it
+    holds (a retried pipeline step continues instead of starting over).
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = out.parent / f".{out.name}.partial"
+    work.mkdir(exist_ok=True)
+    yield work
+    _swap_into(work, out)

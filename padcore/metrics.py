@@ -1,0 +1,53 @@
+"""Full-ranking evaluation: HR@k and nDCG@k over the whole item set, in percent."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from padcore.dataset import GROUPS, Dataset
+
+
+def target_ranks(scores: torch.Tensor, targets: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+    """0-based rank of each target among all items, ties counted in the target's favour.
+
+    Padding (column 0) and the user's history items are excluded from the ranking;
+    a target that is itself in the history can never be hit (rank = n_items).
+    """
+    scores = scores.float().clone()
+    scores[:, 0] = float("-inf")
+    scores.scatter_(1, history, float("-inf"))
+    t = scores.gather(1, targets[:, None])
+    ranks = (scores > t).sum(1)
+    ranks[t.squeeze(1) == float("-inf")] = scores.shape[1]
+    return ranks
+
+
+def hit_ndcg(ranks: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-user hit (0/1) and nDCG@k (1/log2(rank + 2) when rank < k) from 0-based ranks."""
+    hit = (ranks < k).astype(np.float64)
+    return hit, hit / np.log2(np.minimum(ranks, k) + 2.0)
+
+
+def full_ranking_metrics(ranks: np.ndarray, targets: np.ndarray, ds: Dataset, k: int = 10) -> dict:
+    """HR@k / nDCG@k (percent) overall, per warm/median/cold group and per frequency bucket."""
+    hit, ndcg = hit_ndcg(ranks, k)
+    hk, nk = f"hr@{k}", f"ndcg@{k}"
+
+    def cell(mask: np.ndarray) -> dict:
+        n = int(mask.sum())
+        return {
+            hk: float(100 * hit[mask].mean()) if n else 0.0,
+            nk: float(100 * ndcg[mask].mean()) if n else 0.0,
+            "users": n,
+        }
+
+    group = ds.item_column("group")[targets]
+    bucket = ds.item_column("bucket")[targets]
+    n_buckets = ds.meta["protocol"]["buckets"]
+    everyone = np.ones(len(ranks), dtype=bool)
+    return {
+        **{key: val for key, val in cell(everyone).items()},
+        "groups": {g: cell(group == g) for g in GROUPS},
+        "buckets": [{"bucket": b, **cell(bucket == b)} for b in range(1, n_buckets + 1)],
+    }

@@ -1,0 +1,164 @@
+"""The training loop every phase shares: L_REC (+ an optional extra loss), early
+stopping on validation nDCG@10, the best checkpoint kept, resume after interruption.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from padcore.batches import EvalSplit, SplitTensors
+from padcore.config import TrainConfig
+from padcore.experts import PadModel
+from padcore.losses import bce_loss, sample_negatives, softmax_loss
+from padcore.metrics import target_ranks
+
+RESUME = "resume.pt"
+# extra loss: (model, batch item_idx [B, L+1], generator) -> scalar
+ExtraLoss = Callable[[PadModel, torch.Tensor, torch.Generator], torch.Tensor]
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    epochs: int
+    history: list[dict]
+    seconds_per_epoch: float
+
+
+def rec_loss(model: PadModel, batch: torch.Tensor, user_items: torch.Tensor, cfg: TrainConfig, n_items: int,
+             gen: torch.Generator) -> torch.Tensor:
+    """L_REC on every next-item position of the batch."""
+    inputs, targets = batch[:, :-1], batch[:, 1:]
+    keep = targets > 0
+    states = [s[keep] for s in model.states(inputs)]
+    tgt = targets[keep]
+    if cfg.loss == "bce":
+        neg = sample_negatives(user_items, n_items, tuple(targets.shape), gen)[keep]
+        logits = model.logits(states, torch.stack([tgt, neg], -1))
+        return bce_loss(logits[:, 0], logits[:, 1])
+    if cfg.loss == "ce":
+        logits = model.logits(states)
+        logits[:, 0] = float("-inf")
+        return softmax_loss(logits, tgt)
+    neg = torch.randint(1, n_items + 1, (cfg.sampled_negatives,), generator=gen, device=batch.device)
+    logits = torch.cat([model.logits(states, tgt[:, None]), model.logits(states, neg)], 1)
+    accidental = torch.cat([torch.zeros_like(tgt[:, None], dtype=torch.bool), neg[None, :] == tgt[:, None]], 1)
+    return softmax_loss(logits, torch.zeros_like(tgt), accidental)
+
+
+@torch.no_grad()
+def rank_split(model: PadModel, split: EvalSplit, cfg: TrainConfig, device: torch.device) -> np.ndarray:
+    """0-based full-ranking rank of each user's target (vectorised, in user chunks)."""
+    model.eval()
+    out = []
+    for lo in range(0, len(split.targets), cfg.eval_batch):
+        sl = slice(lo, lo + cfg.eval_batch)
+        with _autocast(device):
+            states = [s[:, -1] for s in model.states(split.inputs[sl].to(device))]
+            scores = model.logits(states)
+        out.append(target_ranks(scores, split.targets[sl].to(device), split.history[sl].to(device)).cpu())
+    return torch.cat(out).numpy()
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def _ndcg(ranks: np.ndarray, k: int = 10) -> float:
+    return float(100 * np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0).mean())
+
+
+def fit(
+    model: PadModel,
+    data: SplitTensors,
+    cfg: TrainConfig,
+    work: Path,
+    extra: ExtraLoss | None = None,
+    rec_weight: float = 1.0,
+    log: Callable[[str], None] = print,
+) -> FitResult:
+    """Train until validation nDCG@10 stops improving; leave the best weights in `model`.
+
+    A checkpoint is written to `work/resume.pt` after every epoch; calling `fit`
+    again with the same `work` folder continues from it, with the same result as
+    an uninterrupted run (every epoch's randomness derives from seed and epoch).
+    """
+    device = pick_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    state = {"epoch": 0, "best_ndcg": -1.0, "best_epoch": 0, "best": None, "bad": 0, "history": [], "seconds": 0.0}
+    resume = work / RESUME
+    if resume.is_file():
+        saved = torch.load(resume, map_location=device, weights_only=False)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["opt"])
+        state = saved["state"]
+        log(f"  resuming after epoch {state['epoch']} (best nDCG@10 {state['best_ndcg']:.4f} at epoch {state['best_epoch']})")
+
+    train, user_items = data.train, data.user_items
+    n_users = len(train)
+    while state["epoch"] < cfg.epochs and state["bad"] < cfg.patience:
+        epoch = state["epoch"] + 1
+        t0 = time.perf_counter()
+        torch.manual_seed(cfg.seed * 100_003 + epoch)
+        gen = torch.Generator(device=device).manual_seed(cfg.seed * 100_003 + epoch)
+        order = torch.randperm(n_users, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+        model.train()
+        total, steps = 0.0, 0
+        for lo in range(0, n_users, cfg.batch_size):
+            idx = order[lo : lo + cfg.batch_size]
+            batch, items = train[idx].to(device), user_items[idx].to(device)
+            with _autocast(device):
+                loss = rec_loss(model, batch, items, cfg, data.n_items, gen) * rec_weight if rec_weight else 0.0
+                if extra is not None:
+                    loss = loss + extra(model, batch, gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach())
+            steps += 1
+        ranks = rank_split(model, data.valid, cfg, device)
+        ndcg = _ndcg(ranks)
+        hr = float(100 * (ranks < 10).mean())
+        seconds = time.perf_counter() - t0
+        state["seconds"] += seconds
+        state["history"].append({"epoch": epoch, "loss": total / max(steps, 1), "valid_hr@10": hr, "valid_ndcg@10": ndcg,
+                                 "seconds": round(seconds, 3)})
+        better = ndcg > state["best_ndcg"]
+        if better:
+            state.update(best_ndcg=ndcg, best_epoch=epoch, bad=0,
+                         best={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+        else:
+            state["bad"] += 1
+        state["epoch"] = epoch
+        log(f"  epoch {epoch:3d}  loss {total / max(steps, 1):.4f}  valid HR@10 {hr:.3f}  nDCG@10 {ndcg:.3f}"
+            f"{'  *' if better else ''}  ({seconds:.1f}s)")
+        _save(resume, model, opt, state)
+    if state["best"] is not None:
+        model.load_state_dict(state["best"])
+    return FitResult(state["best_epoch"], state["epoch"], state["history"], state["seconds"] / max(state["epoch"], 1))
+
+
+def _save(path: Path, model: PadModel, opt: torch.optim.Optimizer, state: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "state": copy.copy(state)}, tmp)
+    os.replace(tmp, path)
