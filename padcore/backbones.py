@@ -101,13 +101,14 @@ class Caser(nn.Module):
         B, L, D = x.shape
         W = self.window
         x = x * mask.unsqueeze(-1)
-        xt = F.pad(x.transpose(1, 2), (W - 1, 0))  # [B, D, W-1+L], zeros before the sequence
+        # 2W-2 zeros before the sequence: padding slots are zeros too, so the amount of padding never matters
+        xt = F.pad(x.transpose(1, 2), (2 * W - 2, 0))  # [B, D, 2W-2+L]
         feats = []
         for h, conv in enumerate(self.h_convs, start=1):
-            c = F.relu(conv(xt[:, :, W - h :]))  # [B, n_h, L]: conv over items t-h+1..t
-            # max over the positions of the window that hold a whole h-gram: t-W+h..t
-            feats.append(F.max_pool1d(F.pad(c, (W - h, 0), value=float("-inf")), W - h + 1, stride=1))
-        windows = xt.unfold(2, W, 1)  # [B, D, L, W]: items t-W+1..t
+            c = F.relu(conv(xt))  # c[j] covers inputs j..j+h-1; the h-gram ending at t is j = t+2W-1-h
+            # max over the h-grams inside the window of t (ending at t-W+h..t)
+            feats.append(F.max_pool1d(c, W - h + 1, stride=1)[:, :, W - 1 :])
+        windows = xt[:, :, W - 1 :].unfold(2, W, 1)  # [B, D, L, W]: items t-W+1..t
         v = self.v_conv(windows).permute(0, 2, 3, 1).reshape(B, L, -1)  # [B, L, n_v * D]
         h = torch.cat([torch.cat(feats, 1).transpose(1, 2), v], -1)
         return F.relu(self.fc(self.drop(h))) * mask.unsqueeze(-1)

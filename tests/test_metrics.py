@@ -1,0 +1,60 @@
+"""Full-ranking HR/nDCG against a brute-force ranking."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+
+from padcore.dataset import Dataset
+from padcore.metrics import full_ranking_metrics, hit_ndcg, target_ranks
+
+
+def brute_rank(scores: np.ndarray, target: int, history: list[int]) -> int:
+    excluded = set(history) | {0}
+    if target in excluded:
+        return len(scores)
+    candidates = [(s, i) for i, s in enumerate(scores) if i not in excluded]
+    return sum(1 for s, i in candidates if s > scores[target])
+
+
+def test_ranks_match_brute_force_with_history_exclusion():
+    rng = np.random.default_rng(0)
+    n_users, n_items = 40, 30
+    scores = rng.normal(size=(n_users, n_items + 1)).round(1)  # rounding makes ties
+    targets = rng.integers(1, n_items + 1, n_users)
+    history = rng.integers(0, n_items + 1, (n_users, 6))
+    history[:5, 0] = targets[:5]  # some targets are repeat items: never a hit
+    got = target_ranks(torch.tensor(scores), torch.tensor(targets), torch.tensor(history)).numpy()
+    want = [brute_rank(scores[u], targets[u], history[u].tolist()) for u in range(n_users)]
+    assert got.tolist() == want
+    assert (got[:5] == n_items + 1).all()
+
+
+def test_padding_column_is_never_ranked():
+    scores = torch.tensor([[100.0, 1.0, 2.0, 3.0]])
+    ranks = target_ranks(scores, torch.tensor([3]), torch.tensor([[0]]))
+    assert ranks.item() == 0
+
+
+def test_hit_ndcg_values():
+    hit, ndcg = hit_ndcg(np.array([0, 1, 9, 10, 500]), 10)
+    assert hit.tolist() == [1, 1, 1, 0, 0]
+    assert np.allclose(ndcg, [1.0, 1 / math.log2(3), 1 / math.log2(11), 0, 0])
+
+
+def test_metrics_groups_and_buckets():
+    items = pd.DataFrame({
+        "item_idx": [1, 2, 3], "item": ["a", "b", "c"], "text": ["x"] * 3, "freq": [5, 3, 1],
+        "bucket": np.array([1, 2, 2], dtype=np.int16), "group": ["warm", "median", "cold"],
+    })
+    ds = Dataset(items, np.array(["u"]), np.array([0]), np.array([], dtype=np.int32), {"protocol": {"buckets": 2}})
+    ranks = np.array([0, 20, 3, 1])
+    targets = np.array([1, 2, 3, 3])
+    m = full_ranking_metrics(ranks, targets, ds)
+    assert m["hr@10"] == 75.0
+    assert m["groups"]["warm"] == {"hr@10": 100.0, "ndcg@10": 100.0, "users": 1}
+    assert m["groups"]["median"]["hr@10"] == 0.0
+    assert m["groups"]["cold"]["users"] == 2
+    assert m["groups"]["cold"]["ndcg@10"] == 100 * (1 / math.log2(5) + 1 / math.log2(3)) / 2
+    assert [b["users"] for b in m["buckets"]] == [1, 3]
