@@ -9,6 +9,9 @@ import time
 from pathlib import Path
 
 from padcore.dataset import Protocol, build_dataset, summary, write_dataset
+from padcore.phases import align, finetune, pretrain
+
+__all__ = ["preprocess", "pretrain", "align", "finetune"]
 
 
 def preprocess(source: str, out: str | Path, *, max_len: int = 20, min_len: int = 5, buckets: int = 10) -> dict:
