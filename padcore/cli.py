@@ -74,6 +74,45 @@ def _finetune(args: argparse.Namespace) -> None:
     finetune(args.dataset, args.text, args.id_model, args.align_model, args.out, **opts)
 
 
+def _run(args: argparse.Namespace) -> None:
+    from pipelines.client import parse_params
+    from pipelines.local import report, run_local
+
+    params = {
+        "source": args.source, "encoder": args.encoder, "backbone": args.backbone, "loss": args.loss,
+        "epochs": args.epochs, "gamma": args.gamma, "buckets": args.buckets, "seed": args.seed,
+        "embed_shards": args.embed_shards, "device": args.device, **parse_params(args.param),
+    }
+    run = run_local(params, out=args.out, placement_path=args.config, cache=args.cache, verbose=args.verbose)
+    print(report(run))
+
+
+def _pipeline_compile(args: argparse.Namespace) -> None:
+    from pipelines.client import compile_package
+
+    print(f"wrote {compile_package(args.out, args.config)}")
+
+
+def _submission(args: argparse.Namespace):
+    from pipelines.client import Endpoint, Submission, parse_params
+
+    endpoint = Endpoint(host=args.host, token=args.token, namespace=args.namespace, kube_context=args.kube_context)
+    return Submission(endpoint, parse_params(args.param), experiment=args.experiment, name=args.name,
+                      package=args.package, placement=args.config, service_account=args.service_account)
+
+
+def _pipeline_submit(args: argparse.Namespace) -> None:
+    from pipelines.client import submit
+
+    print(f"run {submit(_submission(args))} started")
+
+
+def _pipeline_schedule(args: argparse.Namespace) -> None:
+    from pipelines.client import schedule
+
+    print(f"recurring run {schedule(_submission(args), args.cron)} created ({args.cron}; one at a time, no catch-up)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pad",
@@ -141,6 +180,58 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--experts", type=lambda s: tuple(s.split(",")), help="comma list of id,align,llm (default all three)")
     g.add_argument("--no-gate", action="store_true", help="fuse experts with one learned weight vector (ablation)")
     p.set_defaults(func=_finetune)
+    p = verbs.add_parser(
+        "run",
+        help="run the whole PAD pipeline locally (kfp.local)",
+        description="Run the PAD pipeline (preprocess, embed, pretrain, align, finetune, analyze) on this machine "
+        "with kfp.local, print each step as it starts and ends, then the metrics table and every artifact's path.",
+    )
+    p.add_argument("--source", default="prime_pantry", help="data source, as for `pad preprocess` (default prime_pantry)")
+    p.add_argument("--encoder", default="minilm", help="text encoder: minilm | llm2vec | hf:<model> (default minilm)")
+    p.add_argument("--out", default="runs", help="pipeline root; each run writes runs/pad-<time>/ (default runs)")
+    p.add_argument("--backbone", default="sasrec", choices=("sasrec", "gru4rec", "caser"), help="default sasrec")
+    p.add_argument("--loss", default="bce", choices=("bce", "ce", "sampled"), help="default bce (the paper's)")
+    p.add_argument("--epochs", type=int, default=0, help="max epochs per phase; 0 = the default (early stopping ends it)")
+    p.add_argument("--gamma", type=float, default=0.2, help="weight of the MK-MMD alignment loss (default 0.2)")
+    p.add_argument("--buckets", type=int, default=10, help="frequency buckets (default 10)")
+    p.add_argument("--seed", type=int, default=0, help="default 0")
+    p.add_argument("--embed-shards", type=int, default=1, help="embedding fan-out width (default 1)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="any other pipeline parameter, e.g. train_options='{\"dim\": 32}' (repeatable)")
+    p.add_argument("--config", help="placement file (default: $PAD_PLACEMENT or pipelines/placement.yaml)")
+    p.add_argument("--cache", action="store_true", help="reuse outputs of identical earlier tasks under --out")
+    p.add_argument("--verbose", action="store_true", help="also show the KFP executor's own log lines")
+    p.set_defaults(func=_run)
+
+    pipeline = verbs.add_parser(
+        "pipeline",
+        help="compile the KFP package, submit a run, or schedule retraining on a cluster",
+        description="Work with the PAD pipeline on a Kubeflow Pipelines cluster.",
+    )
+    actions = pipeline.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = actions.add_parser("compile", help="write the pipeline package (IR YAML) to upload in the KFP UI")
+    p.add_argument("--config", help="placement file (default: $PAD_PLACEMENT or pipelines/placement.yaml)")
+    p.add_argument("--out", default="pad.yaml", help="package path (default pad.yaml)")
+    p.set_defaults(func=_pipeline_compile)
+    for action, helptext in (("submit", "upload the package and start a run"),
+                             ("schedule", "upload the package and create a recurring run")):
+        p = actions.add_parser(action, help=helptext, description=helptext[0].upper() + helptext[1:] + ".")
+        p.add_argument("--host", help="KFP API endpoint, e.g. http://localhost:8080 (default $KFP_HOST)")
+        p.add_argument("--token", help="bearer token (default $KFP_TOKEN, else the kube context's credentials)")
+        p.add_argument("--namespace", help="user namespace (multi-user KFP only)")
+        p.add_argument("--kube-context", help="kubeconfig context to reach the API through")
+        p.add_argument("--experiment", default="pad", help="experiment name (created if missing; default pad)")
+        p.add_argument("--name", default="", help="run / recurring-run name")
+        p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                       help="pipeline parameter, e.g. source=prime_pantry epochs=50 (repeatable)")
+        p.add_argument("--package", help="a compiled package to send (default: compile from --config)")
+        p.add_argument("--config", help="placement file to compile with (default pipelines/placement.yaml)")
+        p.add_argument("--service-account", help="Kubernetes service account of the run's pods (e.g. pad-runner)")
+        if action == "schedule":
+            p.add_argument("--cron", required=True,
+                           help="6 fields, seconds first: '0 0 3 * * 1' = 03:00 every Monday")
+        p.set_defaults(func=_pipeline_submit if action == "submit" else _pipeline_schedule)
     return parser
 
 

@@ -1,0 +1,7 @@
+"""KFP v2 components of the PAD pipeline: one file per step.
+
+Each component is a thin adapter: typed artifacts in, one `padcore.steps` call,
+typed artifacts plus the outputs the KFP UI renders (Metrics, Markdown, HTML)
+out. Imports live inside the function bodies, so the same components run under
+`kfp.local` and in the images of `docker/`.
+"""

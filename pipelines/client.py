@@ -1,0 +1,179 @@
+"""Compile the pipeline package, and send it to a KFP endpoint as a run or a schedule.
+
+Submitting uploads the package as a version of the `pad` pipeline (named by
+the package's hash, so the same package is uploaded once) and starts a run of
+that version; scheduling creates a recurring run of it instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from padcore.errors import PadError
+
+HOST_ENV = "KFP_HOST"
+TOKEN_ENV = "KFP_TOKEN"
+
+
+def compile_package(out: str | os.PathLike, placement_path: str | os.PathLike | None = None) -> Path:
+    """Write the pipeline package (IR YAML; kfp-kubernetes settings in its second document)."""
+    from kfp import compiler
+
+    from pipelines.pad_pipeline import build_pipeline
+    from pipelines.placement import load_placement
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(build_pipeline(load_placement(placement_path)), str(out))
+    return out
+
+
+def parse_params(pairs: list[str]) -> dict[str, Any]:
+    """`k=v` pairs -> run arguments; a value that parses as JSON (numbers, true, {...}) is taken as such."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise PadError(f"--param {pair!r}: expected NAME=VALUE")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def check_params(params: dict[str, Any]) -> None:
+    """Refuse names the pipeline does not have, before anything is sent."""
+    import inspect
+
+    from pipelines.pad_pipeline import build_pipeline
+    from pipelines.placement import load_placement
+
+    known = set(inspect.signature(build_pipeline(load_placement()).python_func).parameters)
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise PadError(f"unknown pipeline parameter(s) {unknown}; known: {', '.join(sorted(known))}")
+
+
+def check_cron(expr: str) -> str:
+    """KFP cron has 6 fields, seconds first: `0 0 3 * * 1` is 03:00 every Monday."""
+    fields = expr.split()
+    if len(fields) != 6:
+        raise PadError(
+            f"--cron {expr!r} has {len(fields)} field(s); KFP cron needs 6, seconds first "
+            "(e.g. '0 0 3 * * 1' = 03:00 every Monday)"
+        )
+    return " ".join(fields)
+
+
+@dataclass
+class Endpoint:
+    """How to reach and authenticate to a KFP API server."""
+
+    host: str | None = None  # else $KFP_HOST
+    token: str | None = None  # bearer token; else $KFP_TOKEN; else the kube context's credentials
+    namespace: str | None = None  # multi-user deployments only
+    kube_context: str | None = None
+
+    def connect(self):
+        import kfp
+
+        host = self.host or os.environ.get(HOST_ENV)
+        if not host:
+            raise PadError(f"no KFP endpoint: pass --host URL or set {HOST_ENV}")
+        kwargs: dict[str, Any] = {"host": host, "existing_token": self.token or os.environ.get(TOKEN_ENV) or None}
+        if self.namespace:
+            kwargs["namespace"] = self.namespace
+        if self.kube_context:
+            kwargs["kube_context"] = self.kube_context
+        return kfp.Client(**kwargs)
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+def _by_name(name: str) -> str:
+    return json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": name}]})
+
+
+def upload(client, package: Path, name: str) -> tuple[str, str]:
+    """Upload `package` as pipeline `name` (or a new version of it); return (pipeline id, version id)."""
+    version_name = f"{name}-{_sha(package)}"
+    pipeline_id = client.get_pipeline_id(name)
+    if pipeline_id is None:
+        pipeline = client.upload_pipeline(str(package), pipeline_name=name, description="PAD recommender pipeline")
+        versions = client.list_pipeline_versions(pipeline.pipeline_id, page_size=1).pipeline_versions or []
+        if not versions:
+            raise PadError(f"KFP created pipeline {name!r} ({pipeline.pipeline_id}) without a version")
+        return pipeline.pipeline_id, versions[0].pipeline_version_id
+    found = client.list_pipeline_versions(pipeline_id, filter=_by_name(version_name)).pipeline_versions or []
+    if found:
+        return pipeline_id, found[0].pipeline_version_id
+    version = client.upload_pipeline_version(str(package), version_name, pipeline_id=pipeline_id)
+    return pipeline_id, version.pipeline_version_id
+
+
+@dataclass
+class Submission:
+    """Where the package goes and with what; `package` None = compile from `placement`."""
+
+    endpoint: Endpoint
+    params: dict[str, Any]
+    experiment: str = "pad"
+    name: str = ""  # run / schedule name; "" = derived
+    package: str | None = None
+    placement: str | None = None
+    service_account: str | None = None
+
+    def prepare(self):
+        """Connect, upload, and find the experiment: (client, experiment id, pipeline id, version id)."""
+        from pipelines.pad_pipeline import PIPELINE_NAME
+
+        check_params(self.params)
+        client = self.endpoint.connect()
+        with tempfile.TemporaryDirectory() as tmp:
+            package = Path(self.package) if self.package else compile_package(Path(tmp) / "pad.yaml", self.placement)
+            if not package.is_file():
+                raise PadError(f"{package}: pipeline package not found")
+            pipeline_id, version_id = upload(client, package, PIPELINE_NAME)
+        experiment = client.create_experiment(self.experiment)
+        return client, experiment.experiment_id, pipeline_id, version_id
+
+
+def submit(sub: Submission) -> str:
+    """Start one run; return its id."""
+    client, experiment_id, pipeline_id, version_id = sub.prepare()
+    run = client.run_pipeline(
+        experiment_id=experiment_id,
+        job_name=sub.name or f"pad {sub.params.get('source', 'prime_pantry')}",
+        params=sub.params,
+        pipeline_id=pipeline_id,
+        version_id=version_id,
+        service_account=sub.service_account,
+    )
+    return run.run_id
+
+
+def schedule(sub: Submission, cron: str) -> str:
+    """Create a recurring run (one at a time, no catch-up of missed slots); return its id."""
+    cron = check_cron(cron)
+    client, experiment_id, pipeline_id, version_id = sub.prepare()
+    recurring = client.create_recurring_run(
+        experiment_id=experiment_id,
+        job_name=sub.name or f"pad retrain {cron}",
+        cron_expression=cron,
+        max_concurrency=1,
+        no_catchup=True,
+        params=sub.params,
+        pipeline_id=pipeline_id,
+        version_id=version_id,
+        service_account=sub.service_account,
+    )
+    return recurring.recurring_run_id

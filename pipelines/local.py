@@ -1,0 +1,173 @@
+"""`pad run`: the whole PAD pipeline on this machine with `kfp.local`.
+
+The DAG is the one a cluster runs (same components, same placement file); the
+local runner ignores images, resources and GPU settings, and the checkpoint
+volume is left out because there is no cluster storage here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import re
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from components.reports import BACKBONES, read_metrics, results_markdown
+from padcore.errors import PadError
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# kfp.local's own log lines (kfp==2.17.3) that mark a task's start and end.
+STARTED = re.compile(r"^Executing task '([^']+)'")
+FINISHED = re.compile(r"^Task '([^']+)' finished with status (\w+)")
+CHATTER = re.compile(r"^(Streamed logs:|Task '[^']+' (outputs:|has no outputs)|Cleaned up workspace)")
+
+
+class StepTimes(logging.Filter):
+    """Turns kfp.local's task log records into one start and one end line per step, timed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds: list[tuple[str, float, str]] = []  # (step, seconds, status) as steps end
+        self.started: dict[str, list[float]] = {}  # step -> start times of its running tasks
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = ANSI.sub("", record.getMessage())
+        if CHATTER.match(msg):
+            return False
+        if m := STARTED.match(msg):
+            self.started.setdefault(m.group(1), []).append(time.perf_counter())
+            record.msg, record.args = f"▶ {m.group(1)} started", ()
+        elif m := FINISHED.match(msg):
+            seconds = time.perf_counter() - self.started[m.group(1)].pop(0)
+            self.seconds.append((m.group(1), seconds, m.group(2)))
+            mark = "✔" if m.group(2) == "SUCCESS" else "✘"
+            record.msg, record.args = f"{mark} {m.group(1)} {m.group(2).lower()} in {seconds:.1f} s", ()
+        return True
+
+
+class QuietStream:
+    """Drops the KFP executor's bookkeeping (its input JSON and file notices) from a task's log.
+
+    What the step itself prints (progress, summaries, errors) passes through.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.pending = ""
+        self.in_json = False
+        self.blank = False
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            self._emit(line)
+        return len(text)
+
+    def _emit(self, line: str) -> None:
+        if self.in_json:
+            self.in_json = line.rstrip() != "    }"
+            return
+        if "[KFP Executor" in line:
+            self.in_json = "Got executor_input" in line
+            return
+        blank = not line.strip()
+        if not (blank and self.blank):
+            self.stream.write(line + "\n")
+        self.blank = blank
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+@dataclass
+class LocalRun:
+    """What a local run produced."""
+
+    run_dir: Path
+    outputs: dict[str, Path]  # pipeline output name -> artifact path
+    steps: list[tuple[str, float, str]]  # (step, seconds, status), in the order they ended
+    wall_seconds: float
+
+    def artifacts(self) -> list[tuple[str, Path]]:
+        """Every artifact of every task, as (task/output, path)."""
+        found = []
+        for executor_output in sorted(self.run_dir.rglob("executor_output.json")):
+            task_dir = executor_output.parent
+            for path in sorted(task_dir.iterdir()):
+                if path.name != "executor_output.json":
+                    found.append((f"{task_dir.relative_to(self.run_dir)}/{path.name}", path))
+        return found
+
+
+def run_local(
+    params: dict[str, Any],
+    out: str | Path = "runs",
+    placement_path: str | Path | None = None,
+    cache: bool = False,
+    verbose: bool = False,
+) -> LocalRun:
+    """Run the PAD pipeline with `params` under `kfp.local`; artifacts land in `out/pad-<time>/`."""
+    from kfp import local
+
+    from pipelines.pad_pipeline import build_pipeline
+    from pipelines.placement import Volumes, load_placement
+
+    placement = dataclasses.replace(load_placement(placement_path), volumes=Volumes())
+    pipeline = build_pipeline(placement)
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(out), enable_caching=cache)
+
+    times = StepTimes()
+    root = logging.getLogger()
+    stdout = sys.stdout
+    t0 = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            if not verbose:
+                # The local runner ignores images and GPU/resource settings and says so per task.
+                warnings.filterwarnings("ignore", message=r".*(base image|no effect in the current local runner).*")
+                sys.stdout = QuietStream(stdout)
+            root.addFilter(times)
+            task = pipeline(**params)
+    except RuntimeError as exc:
+        failed = [name for name, _, status in times.seconds if status != "SUCCESS"]
+        raise PadError(f"the local pipeline failed at step {', '.join(failed) or '?'} (its log is above): {exc}") from exc
+    finally:
+        root.removeFilter(times)
+        sys.stdout = stdout
+    outputs = {name: Path(artifact.path) for name, artifact in task.outputs.items()}
+    return LocalRun(
+        run_dir=outputs["dataset"].parent.parent,
+        outputs=outputs,
+        steps=times.seconds,
+        wall_seconds=time.perf_counter() - t0,
+    )
+
+
+def report(run: LocalRun) -> str:
+    """The end-of-run summary: results table, step times, and where every artifact is."""
+    dataset = json.loads((run.outputs["dataset"] / "meta.json").read_text())
+    backbone = read_metrics(run.outputs["id_model"]).get("config", {}).get("backbone", "sasrec")
+    rows = [
+        (BACKBONES.get(backbone, backbone), read_metrics(run.outputs["id_model"])),
+        ("Align expert", read_metrics(run.outputs["align_model"])),
+        ("PAD", read_metrics(run.outputs["model"])),
+    ]
+    lines = [f"PAD pipeline finished in {run.wall_seconds / 60:.1f} min; run folder {run.run_dir}", ""]
+    lines += ["Test metrics (%, full ranking):", "", results_markdown(dataset.get("source", "dataset"), rows)]
+    lines += ["Step times:"] + [f"  {name:<12} {sec:8.1f} s  {status.lower()}" for name, sec, status in run.steps]
+    lines += ["", "Artifacts:"]
+    width = max((len(name) for name, _ in run.artifacts()), default=0)
+    lines += [f"  {name:<{width}}  {path}" for name, path in run.artifacts()]
+    return "\n".join(lines)

@@ -1,0 +1,118 @@
+"""The PAD DAG and its run parameters, with each step placed as the configuration says.
+
+    preprocess ─► embed ×N (ParallelFor) ─► embed-merge ─┬─► align ─► finetune ─► analyze
+        └──────────► pretrain ───────────────────────────┴──────────────┴────────────┘
+
+(No `from __future__ import annotations` here: KFP reads the real type annotations.)
+"""
+
+from typing import NamedTuple
+
+from kfp import dsl, kubernetes
+from kfp.dsl import Artifact, Dataset, Model
+
+from components.align import align
+from components.analyze import analyze
+from components.embed import embed
+from components.embed_merge import embed_merge
+from components.finetune import finetune
+from components.preprocess import preprocess
+from components.pretrain import pretrain
+from pipelines.placement import Placement
+
+PIPELINE_NAME = "pad"
+GCS_KEY_DIR = "/var/secrets/gcs"
+
+# The k8s spelling of a toleration field -> kfp.kubernetes.add_toleration's argument.
+_TOLERATION_ARGS = {"key": "key", "operator": "operator", "value": "value", "effect": "effect",
+                    "tolerationSeconds": "toleration_seconds", "toleration_seconds": "toleration_seconds"}
+
+
+class Outputs(NamedTuple):
+    dataset: Dataset
+    text: Dataset
+    id_model: Model
+    align_model: Model
+    model: Model
+    analysis: Artifact
+
+
+def place(task: dsl.PipelineTask, step: str, placement: Placement) -> dsl.PipelineTask:
+    """Apply the step's image, resources, retries, caching and GPU-pool settings to `task`."""
+    p = placement.steps[step]
+    task.set_display_name(step.replace("_", "-"))
+    task.set_container_image(placement.image(step))
+    task.set_cpu_request(p.cpu).set_memory_request(p.memory)
+    task.set_caching_options(enable_caching=p.caching)
+    if p.retries > 0:
+        task.set_retry(p.retries, backoff_duration=p.backoff, backoff_factor=p.backoff_factor,
+                       backoff_max_duration=p.backoff_max)
+    if p.gpus > 0:
+        pool = placement.gpu_pool
+        task.set_accelerator_type(pool.accelerator).set_accelerator_limit(p.gpus)
+        for key, value in pool.node_selector.items():
+            kubernetes.add_node_selector(task, label_key=key, label_value=value)
+        for toleration in pool.tolerations:
+            kubernetes.add_toleration(task, **{_TOLERATION_ARGS[k]: v for k, v in toleration.items()})
+        if placement.volumes.checkpoint_pvc:
+            kubernetes.mount_pvc(task, pvc_name=placement.volumes.checkpoint_pvc,
+                                 mount_path=placement.volumes.checkpoint_path)
+    if placement.volumes.gcs_secret:
+        kubernetes.use_secret_as_volume(task, secret_name=placement.volumes.gcs_secret, mount_path=GCS_KEY_DIR)
+        task.set_env_variable("GOOGLE_APPLICATION_CREDENTIALS", f"{GCS_KEY_DIR}/key.json")
+    return task
+
+
+def build_pipeline(placement: Placement):
+    """The PAD pipeline with `placement` applied to every step."""
+
+    def resume(step: str) -> dict:
+        # GPU steps on a checkpoint volume keep their checkpoints there, per run.
+        if placement.steps[step].gpus > 0 and placement.volumes.checkpoint_pvc:
+            return {"checkpoint_root": placement.volumes.checkpoint_path, "run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER}
+        return {}
+
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="PAD (Pre-train, Align, and Disentangle): LLM text knowledge for sequential recommenders.",
+        pipeline_root=placement.pipeline_root or None,
+    )
+    def pad(
+        source: str = "prime_pantry",
+        encoder: str = "minilm",
+        backbone: str = "sasrec",
+        loss: str = "bce",
+        epochs: int = 0,
+        gamma: float = 0.2,
+        buckets: int = 10,
+        seed: int = 0,
+        embed_shards: int = 1,
+        max_len: int = 20,
+        min_len: int = 5,
+        device: str = "auto",
+        train_options: dict = {},
+        analyze_options: dict = {},
+    ) -> Outputs:
+        prep = place(preprocess(source=source, max_len=max_len, min_len=min_len, buckets=buckets,
+                                embed_shards=embed_shards), "preprocess", placement)
+        dataset = prep.outputs["dataset"]
+        with dsl.ParallelFor(prep.outputs["Output"], name="embed-shards") as shard:
+            part = place(embed(dataset=dataset, encoder=encoder, shard=shard, device=device, **resume("embed")),
+                         "embed", placement)
+        merged = place(embed_merge(parts=dsl.Collected(part.outputs["text"])), "embed_merge", placement)
+        text = merged.outputs["text"]
+        train = dict(backbone=backbone, loss=loss, epochs=epochs, seed=seed, device=device, options=train_options)
+        phase1 = place(pretrain(dataset=dataset, **train, **resume("pretrain")), "pretrain", placement)
+        phase2 = place(align(dataset=dataset, text=text, id_model=phase1.outputs["model"], gamma=gamma,
+                             **train, **resume("align")), "align", placement)
+        phase3 = place(finetune(dataset=dataset, text=text, id_model=phase1.outputs["model"],
+                                align_model=phase2.outputs["model"], **train, **resume("finetune")),
+                       "finetune", placement)
+        report = place(analyze(dataset=dataset, text=text, id_model=phase1.outputs["model"],
+                               align_model=phase2.outputs["model"], final_model=phase3.outputs["model"],
+                               options=analyze_options), "analyze", placement)
+        return Outputs(dataset=dataset, text=text, id_model=phase1.outputs["model"],
+                       align_model=phase2.outputs["model"], model=phase3.outputs["model"],
+                       analysis=report.outputs["analysis"])
+
+    return pad
