@@ -1,0 +1,244 @@
+"""The compiled pipeline package: steps, edges, placement, caching and retries, read back from the IR YAML."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from padcore.cli import main
+from padcore.errors import PadError
+from pipelines.client import compile_package
+from pipelines.placement import DEFAULT_PATH, STEPS, load_placement, set_images
+
+KINDS = {"preprocess", "embed", "embed-merge", "pretrain", "align", "finetune", "analyze"}
+EDGES = {
+    ("preprocess", "embed"), ("embed", "embed-merge"),
+    ("preprocess", "pretrain"),
+    ("preprocess", "align"), ("embed-merge", "align"), ("pretrain", "align"),
+    ("preprocess", "finetune"), ("embed-merge", "finetune"), ("pretrain", "finetune"), ("align", "finetune"),
+    ("preprocess", "analyze"), ("embed-merge", "analyze"), ("pretrain", "analyze"), ("align", "analyze"),
+    ("finetune", "analyze"),
+}
+
+# A placement unlike the default in every respect the tests check, so nothing can pass by accident.
+CUSTOM = """
+images: {small: reg.example/pad-cpu:1.2.3-abc, big: reg.example/pad-gpu:1.2.3-abc, text: reg.example/pad-llm2vec:1.2.3-abc}
+defaults: {image: small, cpu: "1", memory: 2Gi, caching: true}
+steps:
+  preprocess: {cpu: 3, memory: 5Gi}
+  embed: {image: text, gpus: 2, retries: 4, backoff: 30s, backoff_factor: 3.0, backoff_max: 900s}
+  pretrain: {image: big, gpus: 1, retries: 1, backoff: 10s}
+  align: {image: big}
+  finetune: {image: big, gpus: 1}
+  analyze: {caching: false}
+gpu_pool:
+  accelerator: nvidia.com/gpu
+  node_selector: {cloud.google.com/gke-accelerator: nvidia-l4, pool: fast}
+  tolerations:
+    - {key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}
+    - {key: dedicated, operator: Equal, value: ml, effect: NoExecute, tolerationSeconds: 60}
+volumes: {checkpoint_pvc: ckpt, checkpoint_path: /ckpt, gcs_secret: gcs-key}
+pipeline_root: gs://bucket/pad
+"""
+
+
+def compiled(tmp_path: Path, config: str | None = None) -> tuple[dict, dict, object]:
+    path = None
+    if config is not None:
+        path = tmp_path / "placement.yaml"
+        path.write_text(config)
+    package = compile_package(tmp_path / "pad.yaml", path)
+    docs = list(yaml.safe_load_all(package.read_text()))
+    assert len(docs) == 2, "kfp-kubernetes settings belong in a second document"
+    return docs[0], docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"], load_placement(path)
+
+
+def all_tasks(spec: dict) -> dict[str, tuple[str, dict, str]]:
+    """task name -> (component kind, task spec, name of the DAG holding it), over the root and its sub-DAGs."""
+    dags = {"root": spec["root"]["dag"]}
+    dags.update({name: comp["dag"] for name, comp in spec["components"].items() if "dag" in comp})
+    out = {}
+    for dag_name, dag in dags.items():
+        for task_name, task in dag["tasks"].items():
+            out[task_name] = (task["componentRef"]["name"].removeprefix("comp-"), task, dag_name)
+    return out
+
+
+def edges(spec: dict) -> set[tuple[str, str]]:
+    """(producer kind, consumer kind) over artifact and parameter inputs, through the loop's sub-DAG."""
+    tasks = all_tasks(spec)
+    loop_of = {f"comp-{kind}": name for name, (kind, _, _) in tasks.items() if kind.startswith("for-loop")}
+
+    def producers(task_name: str) -> set[str]:
+        kind, task, dag_name = tasks[task_name]
+        if kind.startswith("for-loop"):  # the loop stands for the tasks inside it
+            inner = [n for n, (_, _, d) in tasks.items() if d == task["componentRef"]["name"]]
+            return {k for n in inner for k in [tasks[n][0]] if not k.startswith("for-loop")}
+        return {kind}
+
+    found = set()
+    for name, (kind, task, dag_name) in tasks.items():
+        if kind.startswith("for-loop"):
+            continue
+        refs = list(task.get("inputs", {}).get("artifacts", {}).values())
+        refs += list(task.get("inputs", {}).get("parameters", {}).values())
+        for ref in refs:
+            if "taskOutputArtifact" in ref or "taskOutputParameter" in ref:
+                producer = (ref.get("taskOutputArtifact") or ref["taskOutputParameter"])["producerTask"]
+                found |= {(p, kind) for p in producers(producer)}
+            elif dag_name != "root" and ("componentInputArtifact" in ref or "componentInputParameter" in ref):
+                # an input handed into the loop: follow it to the loop task's own inputs in the root DAG
+                loop = tasks[loop_of[dag_name]][1]
+                outer = {**loop["inputs"].get("artifacts", {}), **loop["inputs"].get("parameters", {})}
+                src = outer.get(ref.get("componentInputArtifact") or ref.get("componentInputParameter"), {})
+                src = src.get("taskOutputArtifact") or src.get("taskOutputParameter")
+                if src:
+                    found |= {(p, kind) for p in producers(src["producerTask"])}
+    # the loop iterates over preprocess's shard list
+    for name, (kind, task, _) in tasks.items():
+        if kind.startswith("for-loop"):
+            items = task["parameterIterator"]["items"]["inputParameter"]
+            src = task["inputs"]["parameters"][items]["taskOutputParameter"]["producerTask"]
+            found |= {(tasks[src][0], k) for k in producers(name)}
+    return found
+
+
+def executor_kind(executor: str) -> str:
+    return executor.removeprefix("exec-")
+
+
+def test_default_package_has_the_steps_and_edges(tmp_path):
+    spec, _, _ = compiled(tmp_path)
+    kinds = {kind for kind, _, _ in all_tasks(spec).values() if not kind.startswith("for-loop")}
+    assert kinds == KINDS
+    assert {executor_kind(e) for e in spec["deploymentSpec"]["executors"]} == KINDS
+    assert edges(spec) == EDGES
+
+
+def test_run_parameters_and_defaults(tmp_path):
+    spec, _, _ = compiled(tmp_path)
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    defaults = {name: p.get("defaultValue") for name, p in params.items()}
+    assert defaults["source"] == "prime_pantry" and defaults["encoder"] == "minilm"
+    assert defaults["backbone"] == "sasrec" and defaults["loss"] == "bce"
+    assert defaults["gamma"] == 0.2 and defaults["buckets"] == 10 and defaults["embed_shards"] == 1
+    assert {"epochs", "seed", "device", "max_len", "min_len", "train_options", "analyze_options"} <= set(params)
+
+
+def test_embedding_fans_out_and_merges(tmp_path):
+    spec, _, _ = compiled(tmp_path)
+    tasks = all_tasks(spec)
+    (loop,) = [t for k, t, _ in tasks.values() if k.startswith("for-loop")]
+    assert "parameterIterator" in loop
+    assert [k for k, _, d in tasks.values() if d == loop["componentRef"]["name"]] == ["embed"]
+    merge = tasks["embed-merge"][1]
+    parts = merge["inputs"]["artifacts"]["parts"]["taskOutputArtifact"]
+    assert parts["producerTask"] == next(n for n, (k, _, _) in tasks.items() if k.startswith("for-loop"))
+    assert spec["components"]["comp-embed-merge"]["inputDefinitions"]["artifacts"]["parts"]["isArtifactList"]
+
+
+@pytest.mark.parametrize("custom", [False, True], ids=["default", "custom"])
+def test_placement_follows_the_configuration(tmp_path, custom):
+    spec, platform, placement = compiled(tmp_path, CUSTOM if custom else None)
+    executors = spec["deploymentSpec"]["executors"]
+    gpu = {s.replace("_", "-") for s in placement.gpu_steps()}
+    assert gpu == ({"embed", "pretrain", "finetune"} if custom else {"embed", "pretrain", "align", "finetune"})
+    for name, executor in executors.items():
+        step = executor_kind(name).replace("-", "_")
+        container, p = executor["container"], placement.steps[step]
+        assert container["image"] == placement.image(step)
+        resources = container["resources"]
+        assert resources["resourceCpuRequest"] == p.cpu and resources["resourceMemoryRequest"] == p.memory
+        if executor_kind(name) in gpu:
+            assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
+            assert resources["accelerator"]["resourceCount"] == str(p.gpus)
+        else:
+            assert "accelerator" not in resources
+    # node selector and tolerations on exactly the GPU steps
+    with_selector = {executor_kind(e) for e, cfg in platform.items() if "nodeSelector" in cfg}
+    with_tolerations = {executor_kind(e) for e, cfg in platform.items() if "tolerations" in cfg}
+    assert with_selector == with_tolerations == gpu
+    for name in gpu:
+        cfg = platform[f"exec-{name}"]
+        assert cfg["nodeSelector"]["labels"] == placement.gpu_pool.node_selector
+        as_text = lambda ts: [{k: str(v) for k, v in t.items()} for t in ts]  # int64 is a string in proto JSON
+        assert as_text(cfg["tolerations"]) == as_text(placement.gpu_pool.tolerations)
+        assert cfg["pvcMount"][0]["mountPath"] == placement.volumes.checkpoint_path
+    if custom:
+        assert spec["defaultPipelineRoot"] == "gs://bucket/pad"
+        for name, cfg in platform.items():
+            assert cfg["secretAsVolume"][0]["secretName"] == "gcs-key"
+            env = {e["name"]: e["value"] for e in executors[name]["container"].get("env", [])}
+            assert env["GOOGLE_APPLICATION_CREDENTIALS"].endswith("/key.json")
+
+
+@pytest.mark.parametrize("custom", [False, True], ids=["default", "custom"])
+def test_caching_and_retries_as_configured(tmp_path, custom):
+    spec, _, placement = compiled(tmp_path, CUSTOM if custom else None)
+    for name, (kind, task, _) in all_tasks(spec).items():
+        if kind.startswith("for-loop"):
+            continue
+        p = placement.steps[kind.replace("-", "_")]
+        assert task.get("cachingOptions", {}).get("enableCache", False) is p.caching, name
+        if p.retries:
+            policy = task["retryPolicy"]
+            assert policy["maxRetryCount"] == p.retries
+            assert policy["backoffDuration"] == p.backoff and policy["backoffMaxDuration"] == p.backoff_max
+            assert policy["backoffFactor"] == p.backoff_factor
+        else:
+            assert "retryPolicy" not in task, name
+    if custom:
+        assert all_tasks(spec)["analyze"][1].get("cachingOptions", {}).get("enableCache", False) is False
+
+
+def test_gpu_steps_resume_from_the_checkpoint_volume(tmp_path):
+    spec, _, placement = compiled(tmp_path)
+    for name in placement.gpu_steps():
+        params = all_tasks(spec)[name.replace("_", "-")][1]["inputs"]["parameters"]
+        assert params["checkpoint_root"]["runtimeValue"]["constant"] == placement.volumes.checkpoint_path
+        assert params["run_id"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
+    assert "checkpoint_root" not in all_tasks(spec)["preprocess"][1]["inputs"]["parameters"]
+
+
+def test_compile_verb(tmp_path, capsys):
+    assert main(["pipeline", "compile", "--out", str(tmp_path / "p.yaml")]) == 0
+    assert (tmp_path / "p.yaml").is_file() and "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("images: {cpu: a}\nsteps: {train: {}}\n", "steps ['train'] are not pipeline steps"),
+        ("images: {cpu: a}\nsteps: {embed: {image: gpu}}\n", "steps.embed.image is 'gpu'"),
+        ("images: {cpu: a}\nsteps: {embed: {gpus: one}}\n", "steps.embed.gpus: expected int"),
+        ("images: {cpu: a}\nsteps: {embed: {gpu: 1}}\n", "unknown field(s) ['gpu']"),
+        ("images: {cpu: a}\ngpu_pool: {selector: {}}\n", "gpu_pool: unknown field(s) ['selector']"),
+        ("images: {}\n", "field 'images'"),
+        ("image: {cpu: a}\n", "unknown top-level field(s) ['image']"),
+    ],
+)
+def test_bad_placement_is_named(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(PadError) as err:
+        load_placement(path)
+    assert message in str(err.value) and str(path) in str(err.value)
+
+
+def test_set_images_rewrites_only_the_images(tmp_path):
+    path = tmp_path / "placement.yaml"
+    path.write_text(DEFAULT_PATH.read_text())
+    set_images(path, {"gpu": "reg.example/pad-gpu:0.1.0-1a2b3c4", "cpu": "reg.example/pad-cpu:0.1.0-1a2b3c4"})
+    placement = load_placement(path)
+    assert placement.images["gpu"] == "reg.example/pad-gpu:0.1.0-1a2b3c4"
+    assert placement.images["llm2vec"] == load_placement(DEFAULT_PATH).images["llm2vec"]
+    old, new = DEFAULT_PATH.read_text().splitlines(), path.read_text().splitlines()
+    changed = [(a, b) for a, b in zip(old, new) if a != b]
+    assert len(old) == len(new) and len(changed) == 2
+    assert all("#" in b for _, b in changed), "comments on the rewritten lines are kept"
+    with pytest.raises(PadError, match="no entry"):
+        set_images(path, {"tpu": "x"})
+
+
+def test_every_step_is_placed():
+    assert set(load_placement().steps) == set(STEPS)
