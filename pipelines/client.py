@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from padcore.errors import PadError
 
 HOST_ENV = "KFP_HOST"
@@ -48,14 +50,10 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
     return params
 
 
-def check_params(params: dict[str, Any]) -> None:
-    """Refuse names the pipeline does not have, before anything is sent."""
-    import inspect
-
-    from pipelines.pad_pipeline import build_pipeline
-    from pipelines.placement import load_placement
-
-    known = set(inspect.signature(build_pipeline(load_placement()).python_func).parameters)
+def check_params(package: Path, params: dict[str, Any]) -> None:
+    """Refuse names the package's pipeline does not take, before anything is sent."""
+    spec = next(yaml.safe_load_all(package.read_text()))
+    known = set(spec["root"].get("inputDefinitions", {}).get("parameters", {}))
     unknown = sorted(set(params) - known)
     if unknown:
         raise PadError(f"unknown pipeline parameter(s) {unknown}; known: {', '.join(sorted(known))}")
@@ -136,12 +134,12 @@ class Submission:
         """Connect, upload, and find the experiment: (client, experiment id, pipeline id, version id)."""
         from pipelines.pad_pipeline import PIPELINE_NAME
 
-        check_params(self.params)
-        client = self.endpoint.connect()
         with tempfile.TemporaryDirectory() as tmp:
             package = Path(self.package) if self.package else compile_package(Path(tmp) / "pad.yaml", self.placement)
             if not package.is_file():
                 raise PadError(f"{package}: pipeline package not found")
+            check_params(package, self.params)
+            client = self.endpoint.connect()
             pipeline_id, version_id = upload(client, package, PIPELINE_NAME)
         experiment = client.create_experiment(self.experiment)
         return client, experiment.experiment_id, pipeline_id, version_id
