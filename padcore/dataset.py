@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from padcore.artifacts import META, atomic_dir, read_meta, write_json
@@ -164,66 +165,110 @@ def _dataset_id(item_hash: str, offsets: np.ndarray, flat: np.ndarray) -> str:
 
 
 def _check_items(raw: RawData) -> pd.DataFrame:
+    """The items table as item (text key) and text; ids must be present and unique, texts non-empty."""
     items = raw.items
     for col in ("item", "text"):
         if col not in items.columns:
             raise PadError(f"{raw.items_file}: missing column {col!r} (have {list(items.columns)})")
-    keys = items["item"].astype(str)
-    dup = keys.duplicated(keep="first")
-    if dup.any():
-        row = items.index[dup.to_numpy().argmax()]
-        raise PadError(f"{raw.items_file} row {row}: duplicate item id {keys[row]!r}")
-    text = items["text"]
-    empty = text.isna() | (text.astype(str).str.strip() == "")
+    empty = items["item"].isna().to_numpy()
     if empty.any():
-        row = items.index[empty.to_numpy().argmax()]
-        raise PadError(f"{raw.items_file} row {row}: item {keys[row]!r} has no text (field 'text')")
+        raise PadError(f"{raw.items_file} row {_first(items['item'], empty)[0]}: empty field 'item'")
+    keys = items["item"].astype(str)
+    dup = keys.duplicated(keep="first").to_numpy()
+    if dup.any():
+        row, key = _first(keys, dup)
+        raise PadError(f"{raw.items_file} row {row}: duplicate item id {key!r}")
+    text = items["text"]
+    no_text = (text.isna() | (text.astype(str).str.strip() == "")).to_numpy()
+    if no_text.any():
+        row, key = _first(keys, no_text)
+        raise PadError(f"{raw.items_file} row {row}: item {key!r} has no text (field 'text')")
     return pd.DataFrame({"item": keys, "text": text.astype(str)}, index=items.index)
 
 
-def _check_interactions(raw: RawData, known: pd.Index) -> pd.DataFrame:
+def _first(values: pd.Series, mask: np.ndarray) -> tuple:
+    """Row number (index label) and value of the first row where `mask` holds."""
+    pos = int(np.argmax(mask))
+    return values.index[pos], values.iloc[pos]
+
+
+def _timestamps(raw: RawData) -> np.ndarray:
+    """The timestamp column as sortable numbers: numbers as they are, dates as nanoseconds."""
+    ts = raw.interactions["timestamp"]
+    if pd.api.types.is_numeric_dtype(ts) and not pd.api.types.is_bool_dtype(ts):
+        return ts.to_numpy()
+    if pd.api.types.is_datetime64_any_dtype(ts):
+        return ts.to_numpy().astype("datetime64[ns]").astype(np.int64)
+    num = pd.to_numeric(ts, errors="coerce")
+    if num.notna().all():
+        return num.to_numpy()
+    dates = pd.to_datetime(ts, errors="coerce", utc=True, format="ISO8601")
+    if dates.notna().all():
+        return dates.to_numpy().astype("datetime64[ns]").astype(np.int64)
+    bad = (num if num.notna().sum() >= dates.notna().sum() else dates).isna().to_numpy()
+    row, value = _first(ts, bad)
+    raise PadError(
+        f"{raw.interactions_file} row {row}: field 'timestamp' is {value!r}, expected a number or an ISO 8601 date"
+    )
+
+
+def _key_arrays(keys: pd.Series, wanted: pd.Series) -> tuple[pa.Array, pa.Array]:
+    """Two id columns as Arrow arrays of one type: integers when both are, text otherwise."""
+    a, b = pa.array(keys), pa.array(wanted)
+    if pa.types.is_integer(a.type) and pa.types.is_integer(b.type):
+        return pc.cast(a, pa.int64()), pc.cast(b, pa.int64())
+    return pc.cast(a, pa.large_string()), pc.cast(b, pa.large_string())
+
+
+def _item_codes(raw: RawData) -> np.ndarray:
+    """Each interaction's 0-based row in the items table; an unknown item is an error."""
+    keys, wanted = _key_arrays(raw.items["item"], raw.interactions["item"])
+    code = pc.index_in(wanted, value_set=keys).fill_null(-1).to_numpy()
+    unknown = code < 0
+    if unknown.any():
+        row, value = _first(raw.interactions["item"], unknown)
+        raise PadError(
+            f"{raw.interactions_file} row {row}: item {str(value)!r} is not in {raw.items_file} "
+            f"({int(unknown.sum())} interaction(s) with unknown items)"
+        )
+    return code
+
+
+def _check_interactions(raw: RawData) -> None:
     inter = raw.interactions
+    if len(inter) == 0:
+        raise PadError(f"{raw.interactions_file}: no interactions")
     for col in ("user", "item", "timestamp"):
         if col not in inter.columns:
             raise PadError(f"{raw.interactions_file}: missing column {col!r} (have {list(inter.columns)})")
-    for col in ("user", "item", "timestamp"):
-        bad = inter[col].isna()
-        if bad.any():
-            row = inter.index[bad.to_numpy().argmax()]
-            raise PadError(f"{raw.interactions_file} row {row}: empty field {col!r}")
-    items = inter["item"].astype(str)
-    unknown = ~items.isin(known)
-    if unknown.any():
-        row = inter.index[unknown.to_numpy().argmax()]
-        raise PadError(
-            f"{raw.interactions_file} row {row}: item {items[row]!r} is not in {raw.items_file} "
-            f"({int(unknown.sum())} interaction(s) with unknown items)"
-        )
-    ts = inter["timestamp"]
-    if not pd.api.types.is_numeric_dtype(ts):
-        ts = pd.to_datetime(ts, errors="coerce", utc=True)
-        bad = ts.isna()
-        if bad.any():
-            row = inter.index[bad.to_numpy().argmax()]
-            raise PadError(f"{raw.interactions_file} row {row}: field 'timestamp' is not a number or a date")
-        ts = ts.astype("int64")
-    return pd.DataFrame({"user": inter["user"].astype(str), "item": items, "timestamp": ts})
+        empty = inter[col].isna().to_numpy()
+        if empty.any():
+            raise PadError(f"{raw.interactions_file} row {_first(inter[col], empty)[0]}: empty field {col!r}")
+
+
+def _chronological(user_code: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Order rows by user, then time; ties keep row order."""
+    shift = 63 - max(int(user_code.max()), 1).bit_length()
+    if np.issubdtype(ts.dtype, np.integer) and int(ts.max()) - int(ts.min()) < 2**shift:
+        # One stable sort of (user, time) packed into an int64 is twice as fast as two sorts.
+        return np.argsort((user_code.astype(np.int64) << shift) | (ts - ts.min()).astype(np.int64), kind="stable")
+    by_time = np.argsort(ts, kind="stable")
+    return by_time[np.argsort(user_code[by_time], kind="stable")]
 
 
 def build_dataset(raw: RawData, protocol: Protocol = Protocol()) -> Dataset:
     """Apply the protocol to raw data: filter, truncate, index, count, bucket."""
     items = _check_items(raw)
-    item_codes = pd.Index(items["item"])
-    inter = _check_interactions(raw, item_codes)
-
-    user_code, users = pd.factorize(inter["user"], sort=False)
-    item_code = item_codes.get_indexer(inter["item"])  # 0-based in items' row order
-    order = np.lexsort((np.arange(len(inter)), inter["timestamp"].to_numpy(), user_code))
+    _check_interactions(raw)
+    item_code = _item_codes(raw)
+    user_code, users = pd.factorize(raw.interactions["user"], sort=False)
+    order = _chronological(user_code, _timestamps(raw))
     user_code, item_code = user_code[order], item_code[order]
+    del order
 
     counts = np.bincount(user_code, minlength=len(users))
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    from_end = np.repeat(starts + counts, counts) - np.arange(len(user_code))  # 1 = latest
+    ends = np.cumsum(counts)
+    from_end = np.repeat(ends, counts) - np.arange(len(user_code))  # 1 = latest
     keep = (counts[user_code] >= protocol.min_len) & (from_end <= protocol.keep_last)
     user_code, item_code = user_code[keep], item_code[keep]
     if len(user_code) == 0:
@@ -235,8 +280,8 @@ def build_dataset(raw: RawData, protocol: Protocol = Protocol()) -> Dataset:
     used[item_code] = True
     new_idx = np.cumsum(used).astype(np.int32)  # 1-based ids in the items' row order
     flat = new_idx[item_code]
-    kept_users, user_code = np.unique(user_code, return_inverse=True)
-    counts = np.bincount(user_code)
+    kept_users = np.flatnonzero(counts >= protocol.min_len)
+    counts = np.minimum(counts[kept_users], protocol.keep_last)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
     table = items[used].reset_index(drop=True)
@@ -268,7 +313,8 @@ def build_dataset(raw: RawData, protocol: Protocol = Protocol()) -> Dataset:
         "item_hash": item_hash,
         "dataset_id": _dataset_id(item_hash, offsets, flat),
     }
-    return Dataset(table, users[kept_users].to_numpy(dtype=object), offsets, flat, meta)
+    user_names = np.asarray(users.take(kept_users).astype(str), dtype=object)
+    return Dataset(table, user_names, offsets, flat, meta)
 
 
 def _bucket_summary(table: pd.DataFrame, col: str, labels) -> list[dict]:

@@ -1,9 +1,17 @@
-"""The data cache (`PAD_DATA_HOME`) and verified downloads into it."""
+"""The data cache (`PAD_DATA_HOME`) and the ways raw files get into it.
+
+`fetch` downloads one URL (verified by SHA-256 when a hash is pinned),
+`extract` takes members out of a downloaded zip, `gcs_download` copies objects
+from a `gs://` folder. Each writes under a temporary name and renames at the
+end, so an interrupted copy never poses as the file.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import urllib.request
+import zipfile
 from pathlib import Path
 
 from tqdm import tqdm
@@ -17,23 +25,23 @@ def data_home() -> Path:
     return Path(os.environ.get("PAD_DATA_HOME") or Path.home() / ".cache" / "pad").expanduser()
 
 
-def fetch(url: str, dest: Path, sha256: str | None = None) -> Path:
-    """Return `dest`, downloading `url` to it first unless a verified copy is there.
+def _part(dest: Path) -> Path:
+    return dest.with_name(f".{dest.name}.part")
 
-    The download goes to a temporary name and is renamed only after its hash
-    matches, so an interrupted or corrupted download never poses as the file.
-    """
+
+def fetch(url: str, dest: Path, sha256: str | None = None) -> Path:
+    """Return `dest`, downloading `url` to it first unless a verified copy is there."""
     if dest.is_file():
         if sha256 is None or sha256_file(dest) == sha256:
             return dest
         if not os.access(dest.parent, os.W_OK):
             raise PadError(f"{dest}: SHA-256 {sha256_file(dest)} does not match the pinned {sha256}")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.part")
+    tmp = _part(dest)
     try:
         with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as out:
             total = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, leave=False) as bar:
+            with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {dest.name}", leave=False) as bar:
                 while block := resp.read(1 << 20):
                     out.write(block)
                     bar.update(len(block))
@@ -47,3 +55,57 @@ def fetch(url: str, dest: Path, sha256: str | None = None) -> Path:
             raise PadError(f"{url}: SHA-256 {got} does not match the pinned {sha256}; nothing was saved to {dest}")
     os.replace(tmp, dest)
     return dest
+
+
+def extract(archive: Path, names: list[str], folder: Path) -> list[Path]:
+    """Extract the members of a zip whose base names are `names` into `folder`."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = {Path(m).name: m for m in zf.namelist() if not m.endswith("/")}
+            missing = [n for n in names if n not in members]
+            if missing:
+                raise PadError(f"{archive}: no member(s) {missing} in the archive")
+            out = []
+            for name in names:
+                dest = folder / name
+                with zf.open(members[name]) as src, open(_part(dest), "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+                os.replace(_part(dest), dest)
+                out.append(dest)
+            return out
+    except zipfile.BadZipFile as exc:
+        raise PadError(f"{archive}: not a zip archive ({exc}); delete it to download it again") from exc
+
+
+def gcs_download(uri: str, names: list[str], folder: Path) -> dict[str, Path]:
+    """Copy the objects `<uri>/<name>` that exist into `folder`; returns name -> local path.
+
+    Uses google-cloud-storage's default credentials, or the emulator named by
+    `STORAGE_EMULATOR_HOST` when that is set.
+    """
+    from google.api_core.exceptions import GoogleAPIError
+    from google.auth.exceptions import GoogleAuthError
+    from google.cloud import storage
+
+    bucket_name, _, prefix = uri.removeprefix("gs://").partition("/")
+    if not bucket_name:
+        raise PadError(f"{uri}: expected gs://bucket/prefix")
+    prefix = prefix.strip("/")
+    prefix = f"{prefix}/" if prefix else ""
+    try:
+        client = storage.Client()
+        blobs = {b.name[len(prefix) :]: b for b in client.list_blobs(bucket_name, prefix=prefix, delimiter="/")}
+        out = {}
+        for name in names:
+            blob = blobs.get(name)
+            if blob is None:
+                continue
+            dest = folder / name
+            with open(_part(dest), "wb") as f:
+                with tqdm.wrapattr(f, "write", total=blob.size, desc=f"download {name}", leave=False) as bar:
+                    blob.download_to_file(bar)
+            os.replace(_part(dest), dest)
+            out[name] = dest
+        return out
+    except (GoogleAPIError, GoogleAuthError, OSError) as exc:
+        raise PadError(f"{uri}: cannot read from Google Cloud Storage ({exc})") from exc
