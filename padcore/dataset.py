@@ -193,18 +193,18 @@ def _first(values: pd.Series, mask: np.ndarray) -> tuple:
 
 
 def _timestamps(raw: RawData) -> np.ndarray:
-    """The timestamp column as sortable numbers: numbers as they are, dates as nanoseconds."""
+    """The timestamp column as sortable numbers: numbers as they are, dates as integer time."""
     ts = raw.interactions["timestamp"]
     if pd.api.types.is_numeric_dtype(ts) and not pd.api.types.is_bool_dtype(ts):
         return ts.to_numpy()
     if pd.api.types.is_datetime64_any_dtype(ts):
-        return ts.to_numpy().astype("datetime64[ns]").astype(np.int64)
+        return ts.astype("int64").to_numpy()
     num = pd.to_numeric(ts, errors="coerce")
     if num.notna().all():
         return num.to_numpy()
-    dates = pd.to_datetime(ts, errors="coerce", utc=True, format="ISO8601")
+    dates = pd.to_datetime(ts.astype(str), errors="coerce", utc=True, format="ISO8601")
     if dates.notna().all():
-        return dates.to_numpy().astype("datetime64[ns]").astype(np.int64)
+        return dates.astype("int64").to_numpy()
     bad = (num if num.notna().sum() >= dates.notna().sum() else dates).isna().to_numpy()
     row, value = _first(ts, bad)
     raise PadError(

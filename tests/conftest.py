@@ -1,0 +1,130 @@
+"""Shared fixtures: a local GCS emulator, a local file server, synthetic datasets."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import socket
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from padcore.dataset import Dataset, Protocol, RawData, build_dataset, write_dataset
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator():
+    """A `gcp-storage-emulator` server on 127.0.0.1 (in memory) for the whole session."""
+    from gcp_storage_emulator.server import create_server
+
+    port = free_port()
+    server = create_server("127.0.0.1", port, in_memory=True)
+    server.start()
+    yield server, f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def gcs(gcs_emulator, monkeypatch):
+    """A google-cloud-storage client talking to the emulator, which starts empty.
+
+    `STORAGE_EMULATOR_HOST` is set for the test, so code under test that makes
+    its own `storage.Client()` reaches the emulator too.
+    """
+    from google.cloud import storage
+
+    server, url = gcs_emulator
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", url)
+    yield storage.Client(project="test")
+    server.wipe()
+
+
+@dataclass
+class FileServer:
+    """A folder served over HTTP on 127.0.0.1; `requests` records the paths asked for."""
+
+    root: Path
+    url: str
+    requests: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+def file_server(tmp_path):
+    """Serve `tmp_path / "served"` over HTTP from a thread for the test."""
+    root = tmp_path / "served"
+    root.mkdir()
+    port = free_port()
+    fs = FileServer(root, f"http://127.0.0.1:{port}")
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self):
+            fs.requests.append(self.path)
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), functools.partial(Handler, directory=str(root)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield fs
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _synthetic_raw(n_users: int = 300, n_items: int = 60, seed: int = 0, lengths: tuple[int, int] = (3, 30)) -> RawData:
+    rng = np.random.default_rng(seed)
+    length = rng.integers(lengths[0], lengths[1] + 1, size=n_users)
+    user = np.repeat(np.arange(n_users), length)
+    pop = 1.0 / np.arange(1, n_items + 1)
+    item = rng.choice(n_items, size=len(user), p=pop / pop.sum())
+    stamp = rng.permutation(len(user)) * 7 + 1_600_000_000
+    shuffle = rng.permutation(len(user))
+    inter = pd.DataFrame(
+        {
+            "user": np.char.add("u", user[shuffle].astype(str)),
+            "item": np.char.add("i", item[shuffle].astype(str)),
+            "timestamp": stamp[shuffle],
+        }
+    )
+    items = pd.DataFrame({"item": [f"i{k}" for k in range(n_items)], "text": [f"item {k}" for k in range(n_items)]})
+    return RawData(inter, items, "interactions.csv", "items.csv", "synthetic")
+
+
+@pytest.fixture
+def synthetic_raw() -> Callable[..., RawData]:
+    """Factory: `synthetic_raw(n_users=300, n_items=60, seed=0, lengths=(3, 30))` -> RawData.
+
+    A random log with Zipf-like item popularity, rows in shuffled order; users
+    `u<k>`, items `i<k>` with text `item <k>`, timestamps distinct within a user.
+    """
+    return _synthetic_raw
+
+
+@pytest.fixture
+def make_dataset(tmp_path) -> Callable[..., Dataset]:
+    """Factory: `make_dataset(n_users=300, n_items=60, seed=0, max_len=20, min_len=5, buckets=10)`.
+
+    Returns a Dataset built by the real protocol from a `synthetic_raw` log and written
+    to a fresh folder under tmp_path (its `.path`).
+    """
+    counter = iter(range(1_000_000))
+
+    def make(n_users=300, n_items=60, seed=0, max_len=20, min_len=5, buckets=10) -> Dataset:
+        raw = _synthetic_raw(n_users, n_items, seed)
+        ds = build_dataset(raw, Protocol(max_len=max_len, min_len=min_len, buckets=buckets))
+        write_dataset(ds, tmp_path / f"dataset-{next(counter)}")
+        return ds
+
+    return make
