@@ -74,6 +74,20 @@ def _finetune(args: argparse.Namespace) -> None:
     finetune(args.dataset, args.text, args.id_model, args.align_model, args.out, **opts)
 
 
+def _analyze(args: argparse.Namespace) -> None:
+    from padcore.steps import analyze
+
+    extra = {}
+    for item in args.extra_align or []:
+        label, sep, path = item.partition("=")
+        if not sep or not label:
+            raise PadError(f"--extra-align {item!r}: expected LABEL=MODEL_FOLDER")
+        extra[label] = path
+    opts = {k: v for k, v in vars(args).items() if k in ("min_pairs", "max_pairs", "top_fraction", "seed") and v is not None}
+    analyze(args.dataset, args.text, args.id_model, args.align_model, args.final_model, args.out,
+            extra_align=extra, **opts)
+
+
 def _run(args: argparse.Namespace) -> None:
     from pipelines.client import parse_params
     from pipelines.local import report, run_local
@@ -180,6 +194,30 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--experts", type=lambda s: tuple(s.split(",")), help="comma list of id,align,llm (default all three)")
     g.add_argument("--no-gate", action="store_true", help="fuse experts with one learned weight vector (ablation)")
     p.set_defaults(func=_finetune)
+
+    p = verbs.add_parser(
+        "analyze",
+        help="Kendall's tau per frequency bucket and near/far pair separation of a run's item spaces",
+        description="Compare the item embedding tables of a PAD run (paper Sec. 4.3, Fig. 3, 6, 7): Kendall's tau-b "
+        "between behaviour-target distances of the phase-1 ID table and each later ID table, and of the original "
+        "text table and each expert's reduced text, per target-item frequency bucket (1 = warm); and how well each "
+        "table separates the pairs nearest and farthest in the phase-1 ID space. Writes kendall.json, "
+        "separation.json, PNG plots, report.md and report.html.",
+    )
+    p.add_argument("--dataset", required=True, help="dataset artifact folder")
+    p.add_argument("--text", required=True, help="text artifact folder the models were trained with")
+    p.add_argument("--id-model", required=True, help="phase-1 model artifact")
+    p.add_argument("--align-model", required=True, help="phase-2 model artifact")
+    p.add_argument("--final-model", required=True, help="phase-3 model artifact")
+    p.add_argument("--out", required=True, help="analysis artifact folder (replaced atomically on success)")
+    p.add_argument("--extra-align", action="append", metavar="LABEL=MODEL_FOLDER",
+                   help="another phase-2 model to compare with the phase-1 table, e.g. non-anchored=runs/na (repeatable)")
+    p.add_argument("--min-pairs", type=int, help="report buckets with fewer pairs as too few (default 100)")
+    p.add_argument("--max-pairs", type=int, help="above this many pairs, tau uses a seeded subsample (default 2000000)")
+    p.add_argument("--top-fraction", type=float, help="share of nearest / farthest pairs in the separation (default 0.1)")
+    p.add_argument("--seed", type=int, help="subsample seed (default 0)")
+    p.set_defaults(func=_analyze)
+
     p = verbs.add_parser(
         "run",
         help="run the whole PAD pipeline locally (kfp.local)",

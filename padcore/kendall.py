@@ -34,6 +34,7 @@ class Pairs:
     behaviour: np.ndarray  # int64 item_idx
     target: np.ndarray  # int64 item_idx
     bucket: np.ndarray  # int64, the target item's bucket
+    self_pairs: int = 0  # pairs left out because the behaviour item is the target item
 
     def __len__(self) -> int:
         return len(self.target)
@@ -43,15 +44,18 @@ def behaviour_target_pairs(ds: Dataset, max_len: int | None = None) -> Pairs:
     """Every (input item, test target) pair: the same input window as evaluation.
 
     A user's test target is its last item; its inputs are the latest `max_len`
-    items before it (default: the dataset protocol's max_len).
+    items before it (default: the dataset protocol's max_len). Pairs of an item
+    with itself are left out: their distance is 0 in every table, so they would
+    count as agreement between any two spaces.
     """
     max_len = max_len or ds.meta["protocol"]["max_len"]
     starts, ends = ds.offsets[:-1], ds.offsets[1:]
     inputs = window(ds.flat, starts, ends - 1, max_len)  # [U, L], 0 = padding
     targets = np.broadcast_to(ds.flat[ends - 1].astype(np.int64)[:, None], inputs.shape)
-    keep = inputs > 0
+    same = inputs == targets
+    keep = (inputs > 0) & ~same
     target = targets[keep]
-    return Pairs(inputs[keep], target, ds.item_column("bucket").astype(np.int64)[target])
+    return Pairs(inputs[keep], target, ds.item_column("bucket").astype(np.int64)[target], int(same.sum()))
 
 
 def pair_distances(table: np.ndarray, behaviour: np.ndarray, target: np.ndarray) -> np.ndarray:

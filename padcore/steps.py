@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from padcore.analysis import analyze
 from padcore.dataset import Protocol, build_dataset, summary, write_dataset
 from padcore.phases import align, finetune, pretrain
 

@@ -73,9 +73,9 @@ def test_pair_distances_match_numpy_in_chunks(monkeypatch):
 
 
 def hand_dataset(max_len: int = 2) -> Dataset:
-    """Items 1..5 with buckets [1, 1, 2, 3, 3]; users [1,2,3,4], [5,1,3], [2,2,5,4,1]."""
+    """Items 1..5 with buckets [1, 1, 2, 3, 3]; users [1,2,3,4], [5,1,3], [1,2,5,4,1]."""
     items = pd.DataFrame({"item_idx": np.arange(1, 6), "bucket": [1, 1, 2, 3, 3]})
-    seqs = [[1, 2, 3, 4], [5, 1, 3], [2, 2, 5, 4, 1]]
+    seqs = [[1, 2, 3, 4], [5, 1, 3], [1, 2, 5, 4, 1]]
     offsets = np.concatenate([[0], np.cumsum([len(s) for s in seqs])])
     flat = np.concatenate(seqs).astype(np.int32)
     return Dataset(items, np.array(["a", "b", "c"], dtype=object), offsets, flat, {"protocol": {"max_len": max_len}})
@@ -86,8 +86,9 @@ def test_pairs_are_the_evaluation_window_before_the_test_target():
     got = sorted(zip(p.behaviour.tolist(), p.target.tolist(), p.bucket.tolist()))
     # user a: inputs [2, 3] -> 4 (bucket 3); b: [5, 1] -> 3 (bucket 2); c: [5, 4] -> 1 (bucket 1)
     assert got == sorted([(2, 4, 3), (3, 4, 3), (5, 3, 2), (1, 3, 2), (5, 1, 1), (4, 1, 1)])
+    assert p.self_pairs == 0
     longer = behaviour_target_pairs(hand_dataset(max_len=2), max_len=10)
-    assert len(longer) == 3 + 2 + 4
+    assert len(longer) == 3 + 2 + 3 and longer.self_pairs == 1  # user c's input 1 -> target 1 is left out
 
 
 def test_buckets_split_pairs_by_the_target_bucket():
