@@ -97,11 +97,11 @@ def _read_table(path: Path, name: str, required: tuple[str, ...], optional: tupl
         df = _read_parquet(path, name, wanted)
     else:
         text = {c: str for c in ("user", "item", "text") if c in wanted}
-        df = _read_csv(path, name, header=True, usecols=lambda c: c in wanted, dtype=text)
+        df = _read_csv(path, name, header=True, dtype=text)  # no usecols: with it pandas accepts rows with extra fields
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise PadError(f"{name}: missing column(s) {missing}; expected columns {list(wanted)}")
-    return df
+    return df[[c for c in wanted if c in df.columns]]
 
 
 def _numeric(values: pd.Series, name: str, field: str) -> pd.Series:
@@ -153,7 +153,9 @@ def prime_pantry(arg: str = "") -> RawData:
     }
     hist_path = paths["Prime_Pantry_cleaned_history.csv"]
     meta_path = paths["metadata_Prime_Pantry.csv"]
-    hist = _read_csv(hist_path, str(hist_path), header=True, usecols=["user", "history"], dtype=str)
+    hist = _read_csv(hist_path, str(hist_path), header=True, dtype=str)
+    if "user" not in hist.columns or "history" not in hist.columns:
+        raise PadError(f"{hist_path}: expected columns 'user,history', got {list(hist.columns)}")
     dup = hist["user"].duplicated().to_numpy()
     if dup.any():
         row = hist.index[dup.argmax()]
@@ -303,14 +305,14 @@ def mind(variant: str = "") -> RawData:
     folder = data_home() / "mind" / variant
     behaviors_path, news_path = folder / "behaviors.tsv", folder / "news.tsv"
     if not (behaviors_path.is_file() and news_path.is_file()):
-        archive = fetch(MIND_URL.format(variant=variant.capitalize()), folder / f"MIND{variant}_train.zip")
+        archive = fetch(MIND_URL.format(variant=variant), folder / f"MIND{variant}_train.zip")
         extract(archive, ["behaviors.tsv", "news.tsv"], folder)
     tsv = dict(header=False, sep="\t", quoting=csv.QUOTE_NONE, dtype=str)
     behaviors = _read_csv(
         behaviors_path, str(behaviors_path), names=["impression", "user", "time", "history", "impressions"], **tsv
     )
     news_columns = ["item", "category", "subcategory", "text", "abstract", "url", "title_entities", "abstract_entities"]
-    news = _read_csv(news_path, str(news_path), names=news_columns, usecols=["item", "text"], **tsv)
+    news = _read_csv(news_path, str(news_path), names=news_columns, **tsv)[["item", "text"]]
     empty_id = news["item"].isna().to_numpy()
     if empty_id.any():
         raise PadError(f"{news_path} row {news.index[empty_id.argmax()]}: empty field 'news id'")
