@@ -19,6 +19,26 @@ def _preprocess(args: argparse.Namespace) -> None:
     preprocess(args.source, args.out, max_len=args.max_len, min_len=args.min_len, buckets=args.buckets)
 
 
+def _embed(args: argparse.Namespace) -> None:
+    from padcore.steps import embed
+
+    options = {
+        k: v
+        for k, v in vars(args).items()
+        if k in ("base_model", "adapter", "pooling", "max_length", "instruction") and v is not None
+    }
+    embed(
+        args.dataset, args.out, encoder=args.encoder, batch_size=args.batch_size, device=args.device, dtype=args.dtype,
+        shard=args.shard, on_empty=args.on_empty, placeholder=args.placeholder, cache=not args.no_cache, **options,
+    )
+
+
+def _embed_merge(args: argparse.Namespace) -> None:
+    from padcore.steps import embed_merge
+
+    embed_merge(args.parts, args.out, cache=not args.no_cache)
+
+
 def _training_options(args: argparse.Namespace) -> dict:
     """The training options the user set (unset ones inherit from the earlier phase or the defaults)."""
     opts = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
@@ -149,6 +169,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-len", type=int, default=5, help="minimum interactions per user (default 5)")
     p.add_argument("--buckets", type=int, default=10, help="frequency buckets of equal training mass, 1 = warmest (default 10)")
     p.set_defaults(func=_preprocess)
+
+    p = verbs.add_parser(
+        "embed",
+        help="phase 0: embed every item text into the text artifact",
+        description="Embed each item's text with a frozen text encoder and write the text artifact "
+        "(embeddings.npy [n_items+1, dim], row 0 = padding zeros, and meta.json). "
+        "A matching table in $PAD_DATA_HOME/text-cache is reused; a matching --out is left as it is.",
+    )
+    p.add_argument("--dataset", required=True, help="dataset artifact folder (from pad preprocess)")
+    p.add_argument("--out", required=True, help="text artifact folder (replaced atomically on success)")
+    p.add_argument("--encoder", default="minilm", help="minilm (offline, 384-d) | llm2vec (the paper's, GPU) | hf:<model-or-path> (default minilm)")
+    p.add_argument("--batch-size", type=int, default=64, help="texts per batch (default 64)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto: cuda when present)")
+    p.add_argument("--dtype", choices=("float16", "float32"), default="float16", help="stored precision (default float16)")
+    p.add_argument("--shard", help="I/N: embed only the I-th (from 0) of N contiguous item slices; join them with pad embed-merge")
+    p.add_argument("--on-empty", choices=("placeholder", "fail"), default="placeholder",
+                   help="an item without text: embed --placeholder and count it in meta.json, or fail (default placeholder)")
+    p.add_argument("--placeholder", default="(no text)", help="text embedded for items without one (default '(no text)')")
+    p.add_argument("--no-cache", action="store_true", help="neither reuse nor add to $PAD_DATA_HOME/text-cache")
+    g = p.add_argument_group("encoder options")
+    g.add_argument("--base-model", help="llm2vec base model, hub id or folder (default McGill-NLP/LLM2Vec-Meta-Llama-3-8B-Instruct-mntp)")
+    g.add_argument("--adapter", help="llm2vec LoRA: unsup-simcse (default, the paper's) | supervised | none | hub id or folder")
+    g.add_argument("--pooling", help="mean (default); llm2vec also weighted_mean | eos_token | last_token | bos_token")
+    g.add_argument("--max-length", type=int, help="tokens per text (default: minilm 256, hf the model's up to 512, llm2vec 512)")
+    g.add_argument("--instruction", help="llm2vec instruction put before every text (default none)")
+    p.set_defaults(func=_embed)
+
+    p = verbs.add_parser(
+        "embed-merge",
+        help="join the shards of pad embed --shard into one text artifact",
+        description="Join the N shard artifacts of one table (pad embed --shard I/N) into the whole text artifact, "
+        "checking that every shard is there once and all were made from the same texts and settings.",
+    )
+    p.add_argument("parts", nargs="+", help="the shard folders, in any order")
+    p.add_argument("--out", required=True, help="text artifact folder (replaced atomically on success)")
+    p.add_argument("--no-cache", action="store_true", help="do not add the table to $PAD_DATA_HOME/text-cache")
+    p.set_defaults(func=_embed_merge)
 
     p = verbs.add_parser(
         "pretrain",

@@ -12,7 +12,7 @@ from padcore.analysis import analyze
 from padcore.dataset import Protocol, build_dataset, summary, write_dataset
 from padcore.phases import align, finetune, pretrain
 
-__all__ = ["preprocess", "pretrain", "align", "finetune"]
+__all__ = ["preprocess", "embed", "embed_merge", "pretrain", "align", "finetune"]
 
 
 def preprocess(source: str, out: str | Path, *, max_len: int = 20, min_len: int = 5, buckets: int = 10) -> dict:
@@ -29,3 +29,36 @@ def preprocess(source: str, out: str | Path, *, max_len: int = 20, min_len: int 
     print(summary(ds))
     print(f"[preprocess] wrote {out} in {time.perf_counter() - t0:.1f}s")
     return ds.meta
+
+
+def embed(
+    dataset: str | Path,
+    out: str | Path,
+    *,
+    encoder: str = "minilm",
+    batch_size: int = 64,
+    device: str = "auto",
+    dtype: str = "float16",
+    shard: str | None = None,
+    on_empty: str = "placeholder",
+    placeholder: str = "(no text)",
+    cache: bool = True,
+    **options,
+) -> dict:
+    """Dataset artifact -> text artifact (or shard `I/N` of it) at `out`. Returns its meta.
+
+    `**options` are `padcore.encoders.EncoderOptions` fields: base_model, adapter,
+    pooling, max_length, instruction.
+    """
+    from padcore.encoders import EncoderOptions
+    from padcore.text import EmbedConfig, embed_dataset
+
+    cfg = EmbedConfig(encoder, batch_size, device, dtype, shard, on_empty, placeholder, cache, EncoderOptions.from_dict(options))
+    return embed_dataset(dataset, out, cfg)
+
+
+def embed_merge(parts: list, out: str | Path, *, cache: bool = True) -> dict:
+    """Text-artifact shards (all N of one table) -> the whole text artifact at `out`. Returns its meta."""
+    from padcore.text import merge_shards
+
+    return merge_shards(parts, out, cache=cache)
