@@ -212,9 +212,16 @@ def _timestamps(raw: RawData) -> np.ndarray:
     )
 
 
+def _arrow(values: pd.Series) -> pa.Array:
+    try:
+        return pa.array(values)
+    except pa.ArrowException:  # a column mixing Python types, e.g. ints and strings
+        return pa.array(values.astype(str))
+
+
 def _key_arrays(keys: pd.Series, wanted: pd.Series) -> tuple[pa.Array, pa.Array]:
     """Two id columns as Arrow arrays of one type: integers when both are, text otherwise."""
-    a, b = pa.array(keys), pa.array(wanted)
+    a, b = _arrow(keys), _arrow(wanted)
     if pa.types.is_integer(a.type) and pa.types.is_integer(b.type):
         return pc.cast(a, pa.int64()), pc.cast(b, pa.int64())
     return pc.cast(a, pa.large_string()), pc.cast(b, pa.large_string())

@@ -160,6 +160,8 @@ def test_timestamps_as_dates_numbers_in_text_and_integer_ids():
     mixed = hand_raw([(7, "30", 1), (7, "10", 2), (7, "20", 3)], [10, 20, 30])  # str history, int items
     ds = build_dataset(mixed, Protocol(min_len=3))
     assert ds.sequence(0).tolist() == [3, 1, 2] and ds.items["item"].tolist() == ["10", "20", "30"]
+    python_objects = hand_raw([(7, 30, 1), (7, "10", 2), (7, "20", 3)], ["10", 20, "30"])  # mixed within a column
+    assert build_dataset(python_objects, Protocol(min_len=3)).sequence(0).tolist() == [3, 1, 2]
 
 
 @pytest.mark.parametrize(
