@@ -48,8 +48,8 @@ def load_weights(folder: str | Path) -> dict[str, torch.Tensor]:
     return load_file(str(Path(folder) / WEIGHTS))
 
 
-def load_model(folder: str | Path, text: np.ndarray | None = None, buckets: np.ndarray | None = None) -> PadModel:
-    """Rebuild a saved PadModel (the text table and buckets are inputs, not weights)."""
+def load_model(folder: str | Path, text: np.ndarray | None = None) -> PadModel:
+    """Rebuild a saved PadModel (the frozen text table is an input, not a weight)."""
     folder = Path(folder)
     saved = json.loads((folder / CONFIG).read_text())
     cfg = TrainConfig.from_options(saved["config"])
@@ -62,7 +62,7 @@ def load_model(folder: str | Path, text: np.ndarray | None = None, buckets: np.n
         saved["n_items"],
         saved["max_len"],
         None if text is None else torch.from_numpy(np.asarray(text, dtype=np.float32)),
-        None if buckets is None else torch.from_numpy(np.asarray(buckets)),
+        torch.zeros(saved["n_items"] + 1, dtype=torch.long),  # the saved buckets replace these
         saved.get("n_buckets", 10),
     )
     model.load_state_dict(load_weights(folder))

@@ -85,7 +85,7 @@ class FrequencyGate(nn.Module):
 
     def __init__(self, n_experts: int, dim: int, buckets: torch.Tensor, n_buckets: int):
         super().__init__()
-        self.register_buffer("buckets", buckets.long(), persistent=False)
+        self.register_buffer("buckets", buckets.long())  # saved with the model: part of what it learned on
         self.bucket_emb = nn.Embedding(n_buckets + 1, dim)
         self.mlp = nn.Sequential(nn.Linear(dim * (n_experts + 1), dim), nn.GELU(), nn.Linear(dim, n_experts))
 

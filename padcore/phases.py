@@ -65,7 +65,7 @@ def finetune(
     table, text_meta = _load_text(text, ds)
     _, id_saved = read_model_meta(id_model, ds, "pretrain")
     align_meta, align_saved = read_model_meta(align_model, ds, "align")
-    if align_meta.get("text_hash") != text_meta.get("item_hash") or align_meta.get("text_encoder") != text_meta.get("encoder"):
+    if align_meta.get("text_hash") != text_meta.get("text_hash"):
         raise PadError(f"{align_model}: aligned with another text artifact than {text}")
     _check_arch(id_saved["config"], align_saved["config"], align_model)
     cfg = _inherit(align_saved["config"], options, align_model)
@@ -105,7 +105,7 @@ def _run_phase(
     n_buckets = ds.meta["protocol"]["buckets"]
     model = build_model(
         kinds, cfg, ds.n_items, max_len,
-        None if text is None else torch.from_numpy(text),
+        None if text is None else torch.from_numpy(np.array(text, dtype=np.float32)),
         torch.from_numpy(ds.item_column("bucket").astype(np.int64)), n_buckets,
     )
     if init is not None:
@@ -134,7 +134,7 @@ def _run_phase(
             "parents": parents,
         }
         if text_meta is not None:
-            meta.update(text_hash=text_meta.get("item_hash"), text_encoder=text_meta.get("encoder"),
+            meta.update(text_hash=text_meta.get("text_hash"), text_encoder=text_meta.get("encoder"),
                         text_dim=int(text.shape[1]))
         arch = {"experts": list(kinds), "n_items": ds.n_items, "max_len": max_len, "n_buckets": n_buckets,
                 "text_dim": None if text is None else int(text.shape[1])}
@@ -188,7 +188,6 @@ def _check_arch(a: dict, b: dict, source: str | Path) -> None:
 
 
 def _load_text(path: str | Path, ds: Dataset) -> tuple[np.ndarray, dict]:
-    from padcore.artifacts import read_meta
-    from padcore.text import load_text
+    from padcore.text import load_text, read_text_meta
 
-    return load_text(path, ds), read_meta(path, "text")
+    return load_text(path, ds), read_text_meta(path)

@@ -1,0 +1,121 @@
+"""The three phases end to end on small synthetic data: artifacts, resume, and the mechanism."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from padcore import phases, trainer
+from padcore.checkpoint import item_tables
+from padcore.dataset import load_dataset
+from padcore.errors import PadError
+from padcore.text import EMBEDDINGS, FORMAT
+from clustered import clustered_world
+
+FAST = dict(dim=16, epochs=15, patience=5, batch_size=32, lr=3e-3, threads=1, seed=0)
+
+
+def write_text(folder, table: np.ndarray, dataset) -> None:
+    ds = load_dataset(dataset)
+    folder.mkdir()
+    np.save(folder / EMBEDDINGS, table.astype(np.float32))
+    meta = {"kind": "text", "format": FORMAT, "encoder": "synthetic", "rows": table.shape[0], "dim": table.shape[1],
+            "dtype": "float32", "item_hash": ds.item_hash, "dataset_id": ds.dataset_id, "text_hash": "synthetic-1"}
+    (folder / "meta.json").write_text(json.dumps(meta))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("world")
+    dataset, table = clustered_world(root / "dataset")
+    write_text(root / "text", table, dataset)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(world):
+    """SASRec ID-only vs the full PAD on the clustered world, BCE as in the paper."""
+    phases.pretrain(world / "dataset", world / "m1", **FAST)
+    phases.align(world / "dataset", world / "text", world / "m1", world / "m2")
+    phases.finetune(world / "dataset", world / "text", world / "m1", world / "m2", world / "m3")
+    return world
+
+
+def metrics(folder):
+    return json.loads((folder / "metrics.json").read_text())
+
+
+def test_pad_beats_id_only_on_cold_items(trained):
+    sasrec, pad = metrics(trained / "m1")["test"], metrics(trained / "m3")["test"]
+    assert sasrec["groups"]["cold"]["users"] > 50
+    # the cold test targets were never trained on: an ID model cannot place them, text can
+    assert pad["groups"]["cold"]["hr@10"] > sasrec["groups"]["cold"]["hr@10"] + 20
+    assert pad["hr@10"] > sasrec["hr@10"]
+
+
+def test_artifacts_and_metrics_schema(trained):
+    for name, phase in (("m1", "pretrain"), ("m2", "align"), ("m3", "finetune")):
+        folder = trained / name
+        assert {p.name for p in folder.iterdir()} == {"model.safetensors", "config.json", "metrics.json", "meta.json"}
+        m = metrics(folder)
+        assert set(m["test"]["groups"]) == {"warm", "median", "cold"}
+        assert len(m["test"]["buckets"]) == 4
+        assert 1 <= m["best_epoch"] <= m["epochs"]
+        assert json.loads((folder / "meta.json").read_text())["phase"] == phase
+    # later phases inherit the earlier phase's options
+    assert metrics(trained / "m3")["config"]["dim"] == 16
+    tables = item_tables(trained / "m3", np.load(trained / "text" / EMBEDDINGS))
+    assert set(tables) == {"id.id", "align.id", "align.text", "llm.text"}
+    assert all(t.shape == (tables["id.id"].shape[0], 16) for t in tables.values())
+    assert set(item_tables(trained / "m1")) == {"id"}
+
+
+def test_the_text_table_is_never_changed(trained):
+    text = np.load(trained / "text" / EMBEDDINGS)
+    from padcore.checkpoint import load_weights
+
+    assert not any("text" == k.rsplit(".", 1)[-1] for k in load_weights(trained / "m3"))  # not stored as weights
+    assert np.array_equal(text, np.load(trained / "text" / EMBEDDINGS))
+
+
+def test_mismatched_inputs_are_refused(trained, tmp_path):
+    other, _ = clustered_world(tmp_path / "other", n_users=200, seed=1)
+    with pytest.raises(PadError, match="made from dataset"):
+        phases.align(other, trained / "text", trained / "m1", tmp_path / "x")
+    with pytest.raises(PadError, match="phase is 'align'"):
+        phases.align(trained / "dataset", trained / "text", trained / "m2", tmp_path / "x")
+    with pytest.raises(PadError, match="architecture"):
+        phases.align(trained / "dataset", trained / "text", trained / "m1", tmp_path / "x", dim=32)
+    with pytest.raises(PadError, match="unknown training option"):
+        phases.pretrain(trained / "dataset", tmp_path / "x", colour="blue")
+    assert not (tmp_path / "x").exists()
+
+
+def test_resume_after_interruption_matches_an_uninterrupted_run(world, tmp_path, monkeypatch):
+    opts = dict(FAST, epochs=6, patience=6)
+    phases.pretrain(world / "dataset", tmp_path / "whole", **opts)
+
+    real_save = trainer._save
+    calls = {"n": 0}
+
+    def crash_after_three(*args):
+        real_save(*args)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "_save", crash_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        phases.pretrain(world / "dataset", tmp_path / "cut", **opts)
+    assert not (tmp_path / "cut").exists() and (tmp_path / ".cut.partial" / "resume.pt").is_file()
+    monkeypatch.setattr(trainer, "_save", real_save)
+    phases.pretrain(world / "dataset", tmp_path / "cut", **opts)
+
+    whole, cut = metrics(tmp_path / "whole"), metrics(tmp_path / "cut")
+    assert [h["valid_ndcg@10"] for h in cut["history"]] == [h["valid_ndcg@10"] for h in whole["history"]]
+    assert cut["test"] == whole["test"]
+    from padcore.checkpoint import load_weights
+
+    a, b = load_weights(tmp_path / "whole"), load_weights(tmp_path / "cut")
+    assert all(torch.equal(a[k], b[k]) for k in a)
