@@ -5,14 +5,23 @@ The CLI verb, the KFP component and the container entrypoint all call these.
 
 from __future__ import annotations
 
+import importlib
 import time
 from pathlib import Path
 
-from padcore.analysis import analyze
 from padcore.dataset import Protocol, build_dataset, summary, write_dataset
-from padcore.phases import align, finetune, pretrain
 
-__all__ = ["preprocess", "embed", "embed_merge", "pretrain", "align", "finetune"]
+# steps that need torch are imported on first use, so `pad preprocess` and `pad --help` stay light
+_LAZY = {"pretrain": "padcore.phases", "align": "padcore.phases", "finetune": "padcore.phases",
+         "analyze": "padcore.analysis"}
+
+__all__ = ["preprocess", "embed", "embed_merge", "pretrain", "align", "finetune", "analyze"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def preprocess(source: str, out: str | Path, *, max_len: int = 20, min_len: int = 5, buckets: int = 10) -> dict:
