@@ -19,8 +19,11 @@ def analyze(
     options: dict = {},
 ) -> None:
     """Compare the three phases' item spaces (Sec. 4.3) and publish the report and its plots."""
+    from components.base import typed_options
     from components.reports import publish_analysis
+    from padcore.analysis import AnalysisConfig
     from padcore.steps import analyze as step
 
-    result = step(dataset.path, text.path, id_model.path, align_model.path, final_model.path, analysis.path, **options)
+    opts = typed_options(options, AnalysisConfig())
+    result = step(dataset.path, text.path, id_model.path, align_model.path, final_model.path, analysis.path, **opts)
     publish_analysis(analysis.path, result, metrics, report, plots)

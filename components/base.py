@@ -61,15 +61,29 @@ def shard_specs(shards: int) -> list[str]:
     return [f"{i}/{shards}" for i in range(shards)]
 
 
+def typed_options(options: dict, config) -> dict:
+    """Free-form options with KFP's JSON numbers turned back into ints where `config`'s field is an int.
+
+    A dict parameter travels as a protobuf Struct, where every number is a float.
+    """
+    defaults = {name: getattr(config, name) for name in options if hasattr(config, name)}
+    return {
+        k: int(v) if isinstance(v, float) and v.is_integer() and type(defaults.get(k)) is int else v
+        for k, v in options.items()
+    }
+
+
 def training_options(options: dict, **named) -> dict:
-    """The step's `**options`: the named run parameters plus free-form `options`.
+    """The step's `**options`: the named run parameters plus free-form `options` (TrainConfig fields).
 
     `epochs` <= 0 means the step's default (early stopping on validation ends it).
     """
+    from padcore.config import TrainConfig
     from padcore.errors import PadError
 
     if named.get("epochs", 1) <= 0:
         named.pop("epochs")
+    options = typed_options(options, TrainConfig())
     clash = sorted(k for k in set(options) & set(named) if options[k] != named[k])
     if clash:
         raise PadError(f"parameter 'options' sets {clash}, which are run parameters of their own; set those instead")

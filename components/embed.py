@@ -27,4 +27,4 @@ def embed(
     with work_folder(text.path, checkpoint_root, run_id, name) as out:
         meta = step(dataset.path, out, encoder=encoder, batch_size=batch_size, device=device, dtype=dtype, shard=shard or None)
     text.metadata.update({k: meta[k] for k in ("encoder", "model", "dim", "dtype") if k in meta})
-    log_metrics(metrics, {k: meta[k] for k in ("dim", "items", "items_per_second", "wall_seconds") if k in meta})
+    log_metrics(metrics, {k: meta[k] for k in ("dim", "items", "empty_texts", "items_per_second", "wall_seconds") if k in meta})

@@ -133,14 +133,8 @@ def publish_training(dataset_dir: str, models: Sequence[tuple[str, str]], metric
 
 
 def publish_analysis(folder: str, result: dict, metrics, report, plots) -> None:
-    """UI outputs of the analysis step: its numbers, its Markdown report and its figures."""
+    """UI outputs of the analysis step: its scalar numbers, and its own Markdown and (self-contained) HTML report."""
     folder = Path(folder)
     log_metrics(metrics, {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
-    md = folder / "report.md"
-    write_text(report, md.read_text() if md.is_file() else "```\n" + json.dumps(result, indent=2) + "\n```\n")
-    images = [
-        f'<figure><img alt="{html.escape(p.stem)}" src="data:image/png;base64,'
-        f'{base64.b64encode(p.read_bytes()).decode("ascii")}"><figcaption>{html.escape(p.stem)}</figcaption></figure>'
-        for p in sorted(folder.glob("*.png"))
-    ]
-    write_text(plots, page("Kendall's tau per frequency bucket", images))
+    write_text(report, (folder / "report.md").read_text())
+    write_text(plots, (folder / "report.html").read_text())

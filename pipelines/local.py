@@ -122,7 +122,12 @@ def run_local(
     from pipelines.pad_pipeline import build_pipeline
     from pipelines.placement import Volumes, load_placement
 
-    placement = dataclasses.replace(load_placement(placement_path), volumes=Volumes())
+    placement = load_placement(placement_path)
+    # No cluster storage here, and a failing step fails for good: retries only help a preempted node.
+    placement = dataclasses.replace(
+        placement, volumes=Volumes(),
+        steps={s: dataclasses.replace(p, retries=0) for s, p in placement.steps.items()},
+    )
     pipeline = build_pipeline(placement)
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -141,8 +146,9 @@ def run_local(
             root.addFilter(times)
             task = pipeline(**params)
     except RuntimeError as exc:
-        failed = [name for name, _, status in times.seconds if status != "SUCCESS"]
-        raise PadError(f"the local pipeline failed at step {', '.join(failed) or '?'} (its log is above): {exc}") from exc
+        failed = sorted({name for name, _, status in times.seconds if status != "SUCCESS"})
+        detail = ANSI.sub("", str(exc))
+        raise PadError(f"the local pipeline failed at step {', '.join(failed) or '?'} (its log is above): {detail}") from exc
     finally:
         root.removeFilter(times)
         sys.stdout = stdout
