@@ -7,19 +7,21 @@ import torch
 
 from padcore.dataset import GROUPS, Dataset
 
+UNREACHABLE = 2**62  # the rank of a target that is in the user's history (excluded from ranking)
+
 
 def target_ranks(scores: torch.Tensor, targets: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
     """0-based rank of each target among all items, ties counted in the target's favour.
 
     Padding (column 0) and the user's history items are excluded from the ranking;
-    a target that is itself in the history can never be hit (rank = n_items).
+    a target that is itself in the history can never be hit (rank = UNREACHABLE).
     """
     scores = scores.float().clone()
     scores[:, 0] = float("-inf")
     scores.scatter_(1, history, float("-inf"))
     t = scores.gather(1, targets[:, None])
     ranks = (scores > t).sum(1)
-    ranks[t.squeeze(1) == float("-inf")] = scores.shape[1]
+    ranks[t.squeeze(1) == float("-inf")] = UNREACHABLE
     return ranks
 
 
@@ -47,7 +49,9 @@ def full_ranking_metrics(ranks: np.ndarray, targets: np.ndarray, ds: Dataset, k:
     n_buckets = ds.meta["protocol"]["buckets"]
     everyone = np.ones(len(ranks), dtype=bool)
     return {
-        **{key: val for key, val in cell(everyone).items()},
+        **cell(everyone),
+        # targets already in the user's history are excluded from the ranking, so never hits
+        "repeat_targets": int((ranks == UNREACHABLE).sum()),
         "groups": {g: cell(group == g) for g in GROUPS},
         "buckets": [{"bucket": b, **cell(bucket == b)} for b in range(1, n_buckets + 1)],
     }

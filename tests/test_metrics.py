@@ -7,13 +7,13 @@ import pandas as pd
 import torch
 
 from padcore.dataset import Dataset
-from padcore.metrics import full_ranking_metrics, hit_ndcg, target_ranks
+from padcore.metrics import UNREACHABLE, full_ranking_metrics, hit_ndcg, target_ranks
 
 
 def brute_rank(scores: np.ndarray, target: int, history: list[int]) -> int:
     excluded = set(history) | {0}
     if target in excluded:
-        return len(scores)
+        return UNREACHABLE
     candidates = [(s, i) for i, s in enumerate(scores) if i not in excluded]
     return sum(1 for s, i in candidates if s > scores[target])
 
@@ -28,7 +28,7 @@ def test_ranks_match_brute_force_with_history_exclusion():
     got = target_ranks(torch.tensor(scores), torch.tensor(targets), torch.tensor(history)).numpy()
     want = [brute_rank(scores[u], targets[u], history[u].tolist()) for u in range(n_users)]
     assert got.tolist() == want
-    assert (got[:5] == n_items + 1).all()
+    assert (got[:5] == UNREACHABLE).all()
 
 
 def test_padding_column_is_never_ranked():
@@ -38,9 +38,9 @@ def test_padding_column_is_never_ranked():
 
 
 def test_hit_ndcg_values():
-    hit, ndcg = hit_ndcg(np.array([0, 1, 9, 10, 500]), 10)
-    assert hit.tolist() == [1, 1, 1, 0, 0]
-    assert np.allclose(ndcg, [1.0, 1 / math.log2(3), 1 / math.log2(11), 0, 0])
+    hit, ndcg = hit_ndcg(np.array([0, 1, 9, 10, 500, UNREACHABLE]), 10)
+    assert hit.tolist() == [1, 1, 1, 0, 0, 0]
+    assert np.allclose(ndcg, [1.0, 1 / math.log2(3), 1 / math.log2(11), 0, 0, 0])
 
 
 def test_metrics_groups_and_buckets():
@@ -49,10 +49,11 @@ def test_metrics_groups_and_buckets():
         "bucket": np.array([1, 2, 2], dtype=np.int16), "group": ["warm", "median", "cold"],
     })
     ds = Dataset(items, np.array(["u"]), np.array([0]), np.array([], dtype=np.int32), {"protocol": {"buckets": 2}})
-    ranks = np.array([0, 20, 3, 1])
+    ranks = np.array([0, UNREACHABLE, 3, 1])
     targets = np.array([1, 2, 3, 3])
     m = full_ranking_metrics(ranks, targets, ds)
     assert m["hr@10"] == 75.0
+    assert m["repeat_targets"] == 1
     assert m["groups"]["warm"] == {"hr@10": 100.0, "ndcg@10": 100.0, "users": 1}
     assert m["groups"]["median"]["hr@10"] == 0.0
     assert m["groups"]["cold"]["users"] == 2

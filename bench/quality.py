@@ -1,0 +1,126 @@
+"""Quality benchmark on Prime Pantry: SASRec vs PAD, with the paper's BCE loss and with full-softmax CE.
+
+Runs preprocess and embed (MiniLM, offline) once, then for each loss and seed the
+three phases (pretrain -> align -> finetune); reports test HR@10 / nDCG@10 overall
+and per warm / median / cold group, mean ± std over seeds, with epochs and wall time,
+and writes the table into bench/RESULTS.md (section "## quality").
+
+    PAD_DATA_HOME=../shared/datasets python bench/quality.py [--seeds 0 1 2] [--losses bce ce]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from padcore import steps
+
+ROOT = Path(__file__).resolve().parent
+COLUMNS = ("hr@10", "ndcg@10")
+GROUPS = ("warm", "median", "cold")
+
+
+def cells(metrics: dict) -> dict[str, float]:
+    t = metrics["test"]
+    out = {f"all {c}": t[c] for c in COLUMNS}
+    out.update({f"{g} {c}": t["groups"][g][c] for g in GROUPS for c in COLUMNS})
+    return out
+
+
+def run_seed(work: Path, dataset: Path, text: Path, loss: str, seed: int, options: dict) -> dict[str, dict]:
+    base = work / f"{loss}-seed{seed}"
+    opts = dict(options, loss=loss, seed=seed)
+    t0 = time.perf_counter()
+    m1 = steps.pretrain(dataset, base / "pretrain", **opts)
+    t1 = time.perf_counter()
+    steps.align(dataset, text, base / "pretrain", base / "align")
+    steps.finetune(dataset, text, base / "pretrain", base / "align", base / "finetune")
+    t3 = time.perf_counter()
+    m2 = json.loads((base / "align" / "metrics.json").read_text())
+    m3 = json.loads((base / "finetune" / "metrics.json").read_text())
+    return {
+        "sasrec": {**cells(m1), "epochs": m1["epochs"], "seconds": t1 - t0},
+        "pad": {**cells(m3), "epochs": f"{m1['epochs']}+{m2['epochs']}+{m3['epochs']}", "seconds": t3 - t0,
+                "phase seconds": [m1["wall_seconds"], m2["wall_seconds"], m3["wall_seconds"]],
+                "seconds/epoch": [m1["seconds_per_epoch"], m2["seconds_per_epoch"], m3["seconds_per_epoch"]]},
+    }
+
+
+def table(results: dict[str, list[dict]]) -> str:
+    keys = [f"{g} {c}" for g in ("all",) + GROUPS for c in COLUMNS]
+    head = "| model | " + " | ".join(k.replace("all ", "") for k in keys) + " | epochs | wall s |"
+    lines = [head, "|" + "---|" * (len(keys) + 3)]
+    for name, runs in results.items():
+        row = [f"{np.mean([r[k] for r in runs]):.3f} ± {np.std([r[k] for r in runs]):.3f}" for k in keys]
+        epochs = ", ".join(str(r["epochs"]) for r in runs)
+        secs = f"{np.mean([r['seconds'] for r in runs]):.0f}"
+        lines.append(f"| {name} | " + " | ".join(row) + f" | {epochs} | {secs} |")
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    try:
+        cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        model = next(line.split(":", 1)[1].strip() for line in cpu.splitlines() if line.startswith("Model name"))
+    except (OSError, StopIteration):
+        model = platform.processor() or "unknown CPU"
+    import os
+
+    return f"{model}, {os.cpu_count()} cores, torch CPU"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--losses", nargs="+", default=["bce", "ce"])
+    ap.add_argument("--work", type=Path, default=Path("runs/bench-quality"))
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training option for all runs")
+    ap.add_argument("--no-write", action="store_true", help="print the table without updating bench/RESULTS.md")
+    args = ap.parse_args()
+    options = {k: json.loads(v) if v[:1].isdigit() or v in ("true", "false") else v
+               for k, v in (s.split("=", 1) for s in args.set)}
+
+    dataset, text = args.work / "dataset", args.work / "text"
+    if not (dataset / "meta.json").is_file():
+        steps.preprocess("prime_pantry", dataset)
+    if not (text / "meta.json").is_file():
+        steps.embed(dataset, text, encoder="minilm")
+
+    results: dict[str, list[dict]] = {}
+    for loss in args.losses:
+        for seed in args.seeds:
+            for model, row in run_seed(args.work, dataset, text, loss, seed, options).items():
+                results.setdefault(f"{'SASRec' if model == 'sasrec' else 'PAD'}-{loss.upper()}", []).append(row)
+    text_table = table(results)
+    detail = json.dumps({k: [{kk: vv for kk, vv in r.items()} for r in v] for k, v in results.items()}, indent=1)
+    print(text_table)
+    (args.work / "quality.json").write_text(detail)
+    if not args.no_write:
+        section = (
+            f"## quality\n\nPrime Pantry, text = MiniLM (offline), test split, percent; mean ± std over seeds "
+            f"{args.seeds}; options {options or 'defaults'}.\nMachine: {machine()}. "
+            f"Command: `PAD_DATA_HOME=../shared/datasets python bench/quality.py`.\n\n{text_table}\n"
+        )
+        write_section(ROOT / "RESULTS.md", "## quality", section)
+
+
+def write_section(path: Path, heading: str, body: str) -> None:
+    """Replace (or append) the section that starts with `heading` in a Markdown file."""
+    old = path.read_text() if path.is_file() else "# Benchmark results\n"
+    start = old.find(heading + "\n")
+    if start < 0:
+        new = old.rstrip("\n") + "\n\n" + body
+    else:
+        end = old.find("\n## ", start + len(heading))
+        new = old[:start] + body + (old[end + 1 :] if end >= 0 else "")
+    path.write_text(new)
+
+
+if __name__ == "__main__":
+    main()
