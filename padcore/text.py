@@ -159,7 +159,7 @@ def embed_dataset(dataset: str | Path | Dataset, out: str | Path, cfg: EmbedConf
             tmp / EMBEDDINGS, mode="w+", dtype=cfg.dtype, shape=(stop - start + offset, encoder.dim)
         )
         table[:offset] = 0
-        seconds = _encode_into(table, offset, texts[start - 1 : stop - 1], start, encoder, cfg.batch_size)
+        seconds = encode_into(table, offset, texts[start - 1 : stop - 1], start, encoder, cfg.batch_size)
         table.flush()
         del table
         meta = {
@@ -195,7 +195,7 @@ def embed_dataset(dataset: str | Path | Dataset, out: str | Path, cfg: EmbedConf
     return meta
 
 
-def _encode_into(
+def encode_into(
     table: np.ndarray, offset: int, texts: Sequence[str], first_item: int, encoder: Encoder, batch_size: int
 ) -> float:
     """Fill table[offset + i] with the vector of texts[i]; returns the seconds spent.

@@ -112,6 +112,15 @@ def test_a_folder_that_is_not_a_model_is_an_error(tmp_path):
         resolve(f"hf:{tmp_path}")
 
 
+def test_llm2vec_named_adapter_beside_a_local_base_must_exist(tmp_path):
+    base = tmp_path / "llama"
+    base.mkdir()
+    (base / "config.json").write_text("{}")
+    with pytest.raises(PadError, match=r"adapter '.*llama-unsup-simcse': folder .* does not exist"):
+        resolve("llm2vec", EncoderOptions(base_model=str(base)))
+    assert resolve("llm2vec", EncoderOptions(base_model=str(base), adapter="none")).settings()["model"] == str(base)
+
+
 def test_llm2vec_defaults_are_the_papers():
     s = resolve("llm2vec").settings()
     assert s["model"] == "McGill-NLP/LLM2Vec-Meta-Llama-3-8B-Instruct-mntp"

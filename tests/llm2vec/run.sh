@@ -7,7 +7,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 venv="$root/.venv-llm2vec"
-if [ ! -x "$venv/bin/pytest" ] || ! "$venv/bin/python" -c "import llm2vec, padcore" 2>/dev/null; then
+ready="from llm2vec import LLM2Vec; import padcore; assert padcore.__file__.startswith('$root/')"
+if [ ! -x "$venv/bin/pytest" ] || ! (cd / && "$venv/bin/python" -c "$ready") 2>/dev/null; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q torch==2.13.0
   "$venv/bin/pip" install -q -e "$root[llm2vec]" "pytest>=8"
