@@ -50,8 +50,17 @@ def run(encoder_name: str, options: EncoderOptions, device: str, texts: list[str
     encoder = resolve(encoder_name, options).load(device)
     encoder.encode(texts[:batch_size])  # warm-up: lazy initialisation, allocator, kernels
     table = np.zeros((len(texts), encoder.dim), dtype=np.float16)
+    cpu0 = time.process_time()
     seconds = encode_into(table, 0, texts, 1, encoder, batch_size)
-    return {"threads": threads, "items": len(texts), "seconds": round(seconds, 2), "items_per_second": round(len(texts) / seconds, 1)}
+    cpu = time.process_time() - cpu0  # on a shared machine: what the run cost, whoever else ran
+    return {
+        "threads": threads,
+        "items": len(texts),
+        "seconds": round(seconds, 2),
+        "items_per_second": round(len(texts) / seconds, 1),
+        "cpu_seconds": round(cpu, 2),
+        "items_per_cpu_second": round(len(texts) / cpu, 1),
+    }
 
 
 def main() -> int:
@@ -77,7 +86,8 @@ def main() -> int:
         result = run(args.encoder, options, device, texts, threads, args.batch_size)
         result["load_and_warmup_seconds"] = round(time.perf_counter() - t0 - result["seconds"], 2)
         results.append(result)
-        print(f"  threads {threads}: {result['items_per_second']:>8,.1f} items/s ({result['seconds']} s)", flush=True)
+        print(f"  threads {threads}: {result['items_per_second']:>8,.1f} items/s ({result['seconds']} s wall, "
+              f"{result['items_per_cpu_second']:,.1f} items per CPU-second), load {os.getloadavg()[0]:.1f}", flush=True)
     if args.json:
         args.json.write_text(json.dumps({"encoder": args.encoder, "device": device, "source": source, "runs": results}, indent=2))
     return 0
