@@ -221,7 +221,7 @@ def analyze(
              for label, (path, phase) in models.items()}  # every input is checked before any heavy loading
     from padcore.text import load_text
 
-    text_table = load_text(text, ds)
+    text_table = np.array(load_text(text, ds))  # a writable copy: torch refuses read-only (memory-mapped) arrays
     tables, sources = {"text": text_table}, {"text": str(text)}
     for label, (path, phase) in tqdm(models.items(), desc="loading tables", unit="model"):
         for part, table in item_tables(path, None if phase == "pretrain" else text_table).items():
@@ -239,7 +239,8 @@ def analyze(
         write_report(tmp, result, title=f"{ds.meta.get('source', 'dataset')}: embedding-space analysis", bins=cfg.bins)
         write_json(tmp / "meta.json", {
             "kind": "analysis", "dataset_id": ds.dataset_id, "item_hash": ds.item_hash,
-            "inputs": {"dataset": str(dataset), **{k: str(p) for k, (p, _) in models.items()}, "text": str(text)},
+            "inputs": {k: str(Path(p).resolve()) for k, p in
+                       {"dataset": dataset, "text": text, **{k: p for k, (p, _) in models.items()}}.items()},
             "config": asdict(cfg),
         })
     print(tau_summary(result.kendall), flush=True)

@@ -127,3 +127,26 @@ def test_monotone_transform_gives_tau_one_and_random_gives_zero():
     res = tau_by_bucket(da, pair_distances(other, pairs.behaviour, pairs.target), pairs.bucket, n_buckets)
     assert abs(res["overall"]["tau"]) < 0.03
     assert all(abs(r["tau"]) < 0.06 for r in res["buckets"])
+
+
+@pytest.mark.realdata
+def test_prime_pantry_pairs(tmp_path):
+    import os
+    from pathlib import Path
+
+    from padcore.cli import main
+    from padcore.dataset import load_dataset
+
+    if not (Path(os.environ.get("PAD_DATA_HOME", "")) / "prime_pantry").is_dir():
+        pytest.skip("PAD_DATA_HOME holds no prime_pantry release")
+    assert main(["preprocess", "--source", "prime_pantry", "--out", str(tmp_path / "pp")]) == 0
+    ds = load_dataset(tmp_path / "pp")
+    p = behaviour_target_pairs(ds)
+    want, selfs = [], 0
+    for u in range(ds.n_users):  # the plain per-user loop the vectorised version replaces
+        seq = ds.sequence(u)
+        target, inputs = int(seq[-1]), seq[:-1][-20:]
+        selfs += int((inputs == target).sum())
+        want += [(int(b), target) for b in inputs if b != target]
+    assert sorted(zip(p.behaviour.tolist(), p.target.tolist())) == sorted(want) and p.self_pairs == selfs
+    assert np.array_equal(p.bucket, ds.items["bucket"].to_numpy()[p.target - 1])
