@@ -264,7 +264,7 @@ def load_text(path: str | Path, dataset: str | Path | Dataset) -> np.ndarray:
         )
     if meta.get("rows") != ds_meta["n_items"] + 1:
         raise PadError(f"{path / META}: field 'rows' is {meta.get('rows')}, expected n_items + 1 = {ds_meta['n_items'] + 1}")
-    table = np.asarray(_open_table(path, meta), dtype=np.float32)
+    table = np.array(_open_table(path, meta), dtype=np.float32)  # in memory and writable, whatever the stored dtype
     if table[0].any():
         raise PadError(f"{path / EMBEDDINGS} row 0: the padding row must be zeros")
     return table
