@@ -7,6 +7,7 @@ volume is left out because there is no cluster storage here.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import json
 import logging
@@ -60,7 +61,7 @@ class QuietStream:
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
         self.pending = ""
-        self.in_json = False
+        self.json_end: str | None = None  # the line closing the executor-input JSON being skipped
         self.blank = False
 
     def write(self, text: str) -> int:
@@ -71,11 +72,15 @@ class QuietStream:
         return len(text)
 
     def _emit(self, line: str) -> None:
-        if self.in_json:
-            self.in_json = line.rstrip() != "    }"
+        if self.json_end is not None:
+            if self.json_end == "":  # the opening brace: its indentation is the closing brace's
+                self.json_end = line.rstrip()[:-1] + "}"
+            elif line.rstrip() == self.json_end:
+                self.json_end = None
             return
         if "[KFP Executor" in line:
-            self.in_json = "Got executor_input" in line
+            if "Got executor_input" in line:
+                self.json_end = ""
             return
         blank = not line.strip()
         if not (blank and self.blank):
@@ -109,6 +114,14 @@ class LocalRun:
         return found
 
 
+def _log_handler(stream: TextIO) -> logging.Handler:
+    from kfp.local.logging_utils import MillisecondFormatter
+
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(MillisecondFormatter(fmt="%(asctime)s - %(levelname)s - %(message)s", datefmt="%H:%M:%S.%f"))
+    return handler
+
+
 def run_local(
     params: dict[str, Any],
     out: str | Path = "runs",
@@ -135,7 +148,7 @@ def run_local(
 
     times = StepTimes()
     root = logging.getLogger()
-    stdout = sys.stdout
+    stdout, level, handlers, print_ = sys.stdout, root.level, root.handlers[:], builtins.print
     t0 = time.perf_counter()
     try:
         with warnings.catch_warnings():
@@ -143,6 +156,10 @@ def run_local(
                 # The local runner ignores images and GPU/resource settings and says so per task.
                 warnings.filterwarnings("ignore", message=r".*(base image|no effect in the current local runner).*")
                 sys.stdout = QuietStream(stdout)
+            # kfp.local swaps the root logger's handlers and level per task, which parallel tasks
+            # (the embedding shards) undo for each other: keep INFO and a handler of ours underneath.
+            root.setLevel(logging.INFO)
+            root.handlers = [_log_handler(sys.stdout)]
             root.addFilter(times)
             task = pipeline(**params)
     except RuntimeError as exc:
@@ -151,6 +168,9 @@ def run_local(
         raise PadError(f"the local pipeline failed at step {', '.join(failed) or '?'} (its log is above): {detail}") from exc
     finally:
         root.removeFilter(times)
+        root.setLevel(level)
+        root.handlers = handlers
+        builtins.print = print_  # kfp.local indents print per task; parallel tasks can leave it indented
         sys.stdout = stdout
     outputs = {name: Path(artifact.path) for name, artifact in task.outputs.items()}
     return LocalRun(

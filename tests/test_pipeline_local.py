@@ -1,0 +1,146 @@
+"""The whole PAD pipeline through kfp.local on a small synthetic data set: every artifact and metric it produced."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from padcore.cli import main
+from padcore.errors import PadError
+from pipelines.local import report, run_local
+
+pytestmark = pytest.mark.slow
+
+PARAMS = {
+    "epochs": 2,
+    "buckets": 5,
+    "embed_shards": 2,
+    "train_options": {"dim": 16, "layers": 1, "patience": 1, "batch_size": 64},
+    "analyze_options": {"min_pairs": 5},
+}
+TASKS = {"preprocess", "for-loop-1-iteration-0/embed", "for-loop-1-iteration-1/embed", "embed-merge", "pretrain",
+         "align", "finetune", "analyze"}
+OUTPUTS = {  # task -> output artifacts written to disk (Metrics live in the executor output)
+    "preprocess": {"dataset", "summary"},
+    "for-loop-1-iteration-0/embed": {"text"},
+    "for-loop-1-iteration-1/embed": {"text"},
+    "embed-merge": {"text"},
+    "pretrain": {"model", "results", "plots"},
+    "align": {"model", "results", "plots"},
+    "finetune": {"model", "results", "plots"},
+    "analyze": {"analysis", "report", "plots"},
+}
+
+
+def executor_metrics(run_dir: Path, task: str) -> dict:
+    out = json.loads((run_dir / task / "executor_output.json").read_text())
+    return out["artifacts"]["metrics"]["artifacts"][0]["metadata"]
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    from conftest import _synthetic_raw
+
+    root = tmp_path_factory.mktemp("local")
+    raw = _synthetic_raw(n_users=150, n_items=50, seed=2)
+    (root / "source").mkdir()
+    raw.interactions.to_csv(root / "source" / "interactions.csv", index=False)
+    raw.items.to_csv(root / "source" / "items.csv", index=False)
+    run = run_local({"source": f"files:{root / 'source'}", **PARAMS}, out=root / "runs")
+    return run
+
+
+def test_every_step_ran_and_succeeded(local_run):
+    steps = [name for name, _, _ in local_run.steps]
+    assert sorted(steps) == sorted(["preprocess", "embed", "embed", "embed-merge", "pretrain", "align", "finetune",
+                                    "analyze"])
+    assert all(status == "SUCCESS" for _, _, status in local_run.steps)
+    assert steps.index("embed-merge") > max(i for i, s in enumerate(steps) if s == "embed")
+    assert steps.index("finetune") > steps.index("align") > steps.index("pretrain") and steps[-1] == "analyze"
+
+
+def test_every_artifact_is_where_the_run_says(local_run):
+    found: dict[str, set] = {}
+    for name, path in local_run.artifacts():
+        task, output = name.rsplit("/", 1)
+        assert path.exists(), name
+        found.setdefault(task, set()).add(output)
+    assert set(found) == TASKS
+    for task, outputs in OUTPUTS.items():
+        assert found[task] == outputs, task
+    assert set(local_run.outputs) == {"dataset", "text", "id_model", "align_model", "model", "analysis"}
+    assert local_run.outputs["text"] == local_run.run_dir / "embed-merge" / "text"
+
+
+def test_artifacts_are_consistent(local_run):
+    from padcore.dataset import load_dataset
+    from padcore.text import load_text
+
+    out = local_run.outputs
+    ds = load_dataset(out["dataset"])
+    assert ds.meta["protocol"]["buckets"] == 5
+    assert load_text(out["text"], ds).shape[0] == ds.n_items + 1
+    for key, phase in (("id_model", "pretrain"), ("align_model", "align"), ("model", "finetune")):
+        meta = json.loads((out[key] / "meta.json").read_text())
+        assert meta["kind"] == "model" and meta["phase"] == phase and meta["dataset_id"] == ds.dataset_id
+        config = json.loads((out[key] / "metrics.json").read_text())["config"]
+        assert config["dim"] == 16 and config["backbone"] == "sasrec" and config["loss"] == "bce"
+    assert json.loads((out["model"] / "meta.json").read_text())["parents"] == {
+        "id_model": str(out["id_model"]), "align_model": str(out["align_model"])}
+    analysis = json.loads((out["analysis"] / "meta.json").read_text())
+    assert analysis["kind"] == "analysis" and analysis["dataset_id"] == ds.dataset_id
+
+
+def test_metrics_in_the_ui_match_the_models(local_run):
+    run_dir = local_run.run_dir
+    for task, key in (("pretrain", "id_model"), ("align", "align_model"), ("finetune", "model")):
+        saved = json.loads((local_run.outputs[key] / "metrics.json").read_text())["test"]
+        logged = executor_metrics(run_dir, task)
+        for name in ("hr@10", "ndcg@10"):
+            assert logged[name] == round(saved[name], 4)
+            for group in ("warm", "median", "cold"):
+                assert logged[f"{group}-{name}"] == round(saved["groups"][group][name], 4)
+                assert 0.0 <= logged[f"{group}-{name}"] <= 100.0
+    ds_meta = json.loads((local_run.outputs["dataset"] / "meta.json").read_text())
+    assert executor_metrics(run_dir, "preprocess")["n_users"] == ds_meta["n_users"]
+    assert executor_metrics(run_dir, "embed-merge")["shards"] == 2
+    assert any(k.startswith("tau") for k in executor_metrics(run_dir, "analyze"))
+
+
+def test_report_has_the_table_times_and_paths(local_run):
+    text = report(local_run)
+    assert "| Dataset | Metric | SASRec | Align expert | PAD | Impr. |" in text
+    pad_hr = json.loads((local_run.outputs["model"] / "metrics.json").read_text())["test"]["hr@10"]
+    assert f"{pad_hr:.4f}" in text
+    for step in ("preprocess", "embed-merge", "pretrain", "align", "finetune", "analyze"):
+        assert re.search(rf"^  {step}\s+\d+\.\d s  success$", text, re.M), step
+    for name, path in local_run.artifacts():
+        assert f"{name}" in text and str(path) in text
+
+
+def test_a_failing_step_is_named(tmp_path, capsys):
+    rc = main(["run", "--source", f"files:{tmp_path / 'missing'}", "--out", str(tmp_path / "runs")])
+    captured = capsys.readouterr()
+    assert rc == 2
+    assert "the local pipeline failed at step preprocess" in captured.err
+    assert "✘ preprocess failure" in captured.out
+
+
+@pytest.mark.parametrize("indent", ["    ", "        "])
+def test_quiet_stream_drops_only_the_executor_bookkeeping(indent):
+    import io
+
+    from pipelines.local import QuietStream
+
+    sink = io.StringIO()
+    stream = QuietStream(sink)
+    log = [
+        "[preprocess] reading", "[KFP Executor 2026 INFO]: Looking for component `x`",
+        "[KFP Executor 2026 INFO]: Got executor_input:", "{", '    "inputs": {', '        "a": 1', "    }", "}",
+        "[train] epoch 1", "", "", "Traceback: boom",
+    ]
+    stream.write("".join(f"{indent}{line}\n" for line in log[:5]))
+    stream.write("".join(f"{indent}{line}\n" for line in log[5:]))
+    assert sink.getvalue() == "".join(f"{indent}{line}\n" for line in ["[preprocess] reading", "[train] epoch 1", "",
+                                                                       "Traceback: boom"])
