@@ -1,0 +1,29 @@
+# The verbs a user of pad needs. Run them inside the project's virtual environment.
+#   make install   editable install with the test tools
+#   make compile   write the KFP package pad.yaml (PLACEMENT= another placement file)
+#   make build     build the images, push them (REGISTRY=...) or load them into kind (KIND=pad), record their tags
+#   make run       the whole pipeline locally with kfp.local (ARGS="--source files:/data/shop")
+#   make test      the test suite, then the llm2vec tests in their own environment
+PYTHON ?= python
+PLACEMENT ?= pipelines/placement.yaml
+REGISTRY ?= pad.local
+KIND ?=
+ARGS ?=
+
+.PHONY: install compile build run test
+
+install:
+	$(PYTHON) -m pip install -e ".[dev]"
+
+compile:
+	$(PYTHON) -m padcore.cli pipeline compile --config $(PLACEMENT) --out pad.yaml
+
+build:
+	$(PYTHON) docker/build.py --registry $(REGISTRY) --placement $(PLACEMENT) $(if $(KIND),--kind-load $(KIND))
+
+run:
+	$(PYTHON) -m padcore.cli run $(ARGS)
+
+test:
+	$(PYTHON) -m pytest -q
+	if [ -f tests/llm2vec/run.sh ]; then bash tests/llm2vec/run.sh; fi
