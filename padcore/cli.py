@@ -315,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--host", help="KFP API endpoint, e.g. http://localhost:8080 (default $KFP_HOST)")
         p.add_argument("--token", help="bearer token (default $KFP_TOKEN, else the kube context's credentials)")
         p.add_argument("--namespace", help="user namespace (multi-user KFP only)")
-        p.add_argument("--kube-context", help="kubeconfig context to reach the API through")
+        p.add_argument("--kube-context", help="kubeconfig context whose API-server proxy reaches KFP (instead of --host)")
         p.add_argument("--experiment", default="pad", help="experiment name (created if missing; default pad)")
         p.add_argument("--name", default="", help="run / recurring-run name")
         p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",

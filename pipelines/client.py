@@ -77,14 +77,14 @@ class Endpoint:
     host: str | None = None  # else $KFP_HOST
     token: str | None = None  # bearer token; else $KFP_TOKEN; else the kube context's credentials
     namespace: str | None = None  # multi-user deployments only
-    kube_context: str | None = None
+    kube_context: str | None = None  # without a host: reach the API through this context's API-server proxy
 
     def connect(self):
         import kfp
 
         host = self.host or os.environ.get(HOST_ENV)
-        if not host:
-            raise PadError(f"no KFP endpoint: pass --host URL or set {HOST_ENV}")
+        if not host and not self.kube_context:
+            raise PadError(f"no KFP endpoint: pass --host URL or set {HOST_ENV} (or --kube-context to go through the cluster's API proxy)")
         kwargs: dict[str, Any] = {"host": host, "existing_token": self.token or os.environ.get(TOKEN_ENV) or None}
         if self.namespace:
             kwargs["namespace"] = self.namespace
