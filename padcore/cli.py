@@ -117,7 +117,8 @@ def _run(args: argparse.Namespace) -> None:
         "epochs": args.epochs, "gamma": args.gamma, "buckets": args.buckets, "seed": args.seed,
         "embed_shards": args.embed_shards, "device": args.device, **parse_params(args.param),
     }
-    run = run_local(params, out=args.out, placement_path=args.config, cache=args.cache, verbose=args.verbose)
+    run = run_local(params, out=args.out, placement_path=args.config, cache=args.cache, verbose=args.verbose,
+                    threads=args.threads)
     print(report(run))
 
 
@@ -295,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="any other pipeline parameter, e.g. train_options='{\"dim\": 32}' (repeatable)")
     p.add_argument("--config", help="placement file (default: $PAD_PLACEMENT or pipelines/placement.yaml)")
+    p.add_argument("--threads", type=int, help="CPU threads per step (default: the cores not busy with other work)")
     p.add_argument("--cache", action="store_true", help="reuse outputs of identical earlier tasks under --out")
     p.add_argument("--verbose", action="store_true", help="also show the KFP executor's own log lines")
     p.set_defaults(func=_run)

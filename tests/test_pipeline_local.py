@@ -144,3 +144,14 @@ def test_quiet_stream_drops_only_the_executor_bookkeeping(indent):
     stream.write("".join(f"{indent}{line}\n" for line in log[5:]))
     assert sink.getvalue() == "".join(f"{indent}{line}\n" for line in ["[preprocess] reading", "[train] epoch 1", "",
                                                                        "Traceback: boom"])
+
+
+@pytest.mark.parametrize("cores, load, expected", [(2, 0.1, 2), (2, 1.2, 1), (2, 3.5, 1), (8, 2.4, 6)])
+def test_threads_default_to_the_free_cores(monkeypatch, cores, load, expected):
+    import os
+
+    from pipelines.local import free_cores
+
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    assert free_cores() == expected
