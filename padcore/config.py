@@ -41,6 +41,7 @@ class TrainConfig:
     text_hidden: int = 256  # hidden width of the text-reduction MLP
     experts: tuple[str, ...] = EXPERTS  # phase 3 experts; drop any for the ablation
     gate: bool = True  # frequency-aware gate; False fuses experts with one learned weight vector
+    llm_init: str = "align"  # phase 3 LLM expert starts from the alignment expert's text MLP and encoder, or "fresh"
     eval_batch: int = 1024  # users per chunk in full-ranking evaluation
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
@@ -56,6 +57,8 @@ class TrainConfig:
         ):
             if value not in allowed:
                 raise PadError(f"config field {name!r} is {value!r}; expected one of {', '.join(allowed)}")
+        if self.llm_init not in ("align", "fresh"):
+            raise PadError(f"config field 'llm_init' is {self.llm_init!r}; expected align or fresh")
         bad = [e for e in self.experts if e not in EXPERTS]
         if bad or not self.experts:
             raise PadError(f"config field 'experts' is {self.experts}; expected a non-empty subset of {EXPERTS}")

@@ -116,23 +116,37 @@ class PadModel(nn.Module):
             return F.softmax(self.mix, 0)
         return None
 
-    def logits(self, states: list[torch.Tensor], items: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits of states [P, d] against items [P, K] (or every item when None -> [P, N+1])."""
+    def item_side(self, items: torch.Tensor | None = None) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """Each expert's representations of `items` (every item when None) and their fusion weights."""
         if items is None:
             reps = [e.tower.table() for e in self.experts.values()]
-            scores = [s @ r.T for s, r in zip(states, reps)]
         else:
             reps = [e.tower(items) for e in self.experts.values()]
-            scores = [(s.unsqueeze(-2) * r).sum(-1) for s, r in zip(states, reps)]
-        if len(scores) == 1:
+        return reps, self._weights(items, reps) if len(reps) > 1 else None
+
+    def logits(
+        self,
+        states: list[torch.Tensor],
+        items: torch.Tensor | None = None,
+        side: tuple[list[torch.Tensor], torch.Tensor | None] | None = None,
+    ) -> torch.Tensor:
+        """Logits of states [P, d] against candidates.
+
+        items: None = every item -> [P, N+1]; [K] = candidates shared by all rows -> [P, K];
+        [P, K] = candidates per row -> [P, K]. `side` = a precomputed `item_side(items)`.
+        """
+        reps, w = side if side is not None else self.item_side(items)
+        if reps[0].dim() == 2:
+            scores = [s @ r.T for s, r in zip(states, reps)]
+        else:
+            scores = [torch.einsum("pd,pkd->pk", s, r) for s, r in zip(states, reps)]
+        if w is None:
             return scores[0]
-        w = self._weights(items, reps)
         return sum(w[..., i] * s for i, s in enumerate(scores))
 
     def gate_weights(self) -> torch.Tensor:
         """[N+1, n_experts] fusion weights per item (uniform rows when there is no gate)."""
-        reps = [e.tower.table() for e in self.experts.values()]
-        w = self._weights(None, reps)
+        reps, w = self.item_side()
         n = reps[0].shape[0]
         if w is None:
             return torch.ones(n, 1, device=reps[0].device)

@@ -76,6 +76,10 @@ def finetune(
             _copy(model, "experts.id.", id_weights, "experts.id.")
         if "align" in model.experts:
             _copy(model, "experts.align.", align_weights, "experts.align.")
+        if "llm" in model.experts and cfg.llm_init == "align":
+            # a text-only expert that already speaks the collaborative space; it then learns on its own
+            _copy(model, "experts.llm.tower.", align_weights, "experts.align.tower.text.")
+            _copy(model, "experts.llm.backbone.", align_weights, "experts.align.backbone.")
 
     parents = {"id_model": str(id_model), "align_model": str(align_model)}
     return _run_phase("finetune", ds, out, cfg, cfg.experts, table, text_meta, parents, init)

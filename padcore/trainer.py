@@ -65,11 +65,13 @@ def rank_split(model: PadModel, split: EvalSplit, cfg: TrainConfig, device: torc
     """0-based full-ranking rank of each user's target (vectorised, in user chunks)."""
     model.eval()
     out = []
+    with _autocast(device):
+        side = model.item_side()  # item tables and gate weights, once for all users
     for lo in range(0, len(split.targets), cfg.eval_batch):
         sl = slice(lo, lo + cfg.eval_batch)
         with _autocast(device):
             states = [s[:, -1] for s in model.states(split.inputs[sl].to(device))]
-            scores = model.logits(states)
+            scores = model.logits(states, side=side)
         out.append(target_ranks(scores, split.targets[sl].to(device), split.history[sl].to(device)).cpu())
     return torch.cat(out).numpy()
 

@@ -78,5 +78,6 @@ def test_fused_logits_are_gated_sums_of_expert_logits():
     w = model.gate_weights()
     per = [s @ e.tower.table().T for s, e in zip(states, model.experts.values())]
     assert torch.allclose(full, w[:, 0] * per[0] + w[:, 1] * per[1], atol=1e-6)
-    some = torch.tensor([[2, 5]])
-    assert torch.allclose(model.logits(states, some), full[:, [2, 5]], atol=1e-6)
+    per_row, shared = torch.tensor([[2, 5]]), torch.tensor([2, 5])
+    assert torch.allclose(model.logits(states, per_row), full[:, [2, 5]], atol=1e-6)
+    assert torch.allclose(model.logits(states, shared), full[:, [2, 5]], atol=1e-6)
