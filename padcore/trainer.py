@@ -118,6 +118,10 @@ def fit(
 
     train, user_items = data.train, data.user_items
     n_users = len(train)
+    if not state["history"]:
+        # epoch 0 = the starting point: a phase that starts from trained experts never ends worse than it began
+        ranks = rank_split(model, data.valid, cfg, device)
+        _record(state, model, 0, None, ranks, 0.0, log)
     while state["epoch"] < cfg.epochs and state["bad"] < cfg.patience:
         epoch = state["epoch"] + 1
         t0 = time.perf_counter()
@@ -139,25 +143,29 @@ def fit(
             total += float(loss.detach())
             steps += 1
         ranks = rank_split(model, data.valid, cfg, device)
-        ndcg = _ndcg(ranks)
-        hr = float(100 * (ranks < 10).mean())
-        seconds = time.perf_counter() - t0
-        state["seconds"] += seconds
-        state["history"].append({"epoch": epoch, "loss": total / max(steps, 1), "valid_hr@10": hr, "valid_ndcg@10": ndcg,
-                                 "seconds": round(seconds, 3)})
-        better = ndcg > state["best_ndcg"]
-        if better:
-            state.update(best_ndcg=ndcg, best_epoch=epoch, bad=0,
-                         best={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
-        else:
-            state["bad"] += 1
-        state["epoch"] = epoch
-        log(f"  epoch {epoch:3d}  loss {total / max(steps, 1):.4f}  valid HR@10 {hr:.3f}  nDCG@10 {ndcg:.3f}"
-            f"{'  *' if better else ''}  ({seconds:.1f}s)")
+        _record(state, model, epoch, total / max(steps, 1), ranks, time.perf_counter() - t0, log)
         _save(resume, model, opt, state)
     if state["best"] is not None:
         model.load_state_dict(state["best"])
     return FitResult(state["best_epoch"], state["epoch"], state["history"], state["seconds"] / max(state["epoch"], 1))
+
+
+def _record(state: dict, model: PadModel, epoch: int, loss: float | None, ranks: np.ndarray, seconds: float,
+            log: Callable[[str], None]) -> None:
+    """Log an epoch's validation result and keep the weights if they are the best so far."""
+    ndcg, hr = _ndcg(ranks), float(100 * (ranks < 10).mean())
+    state["seconds"] += seconds
+    state["history"].append({"epoch": epoch, "loss": loss, "valid_hr@10": hr, "valid_ndcg@10": ndcg,
+                             "seconds": round(seconds, 3)})
+    better = ndcg > state["best_ndcg"]
+    if better:
+        state.update(best_ndcg=ndcg, best_epoch=epoch, bad=0,
+                     best={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+    elif epoch:
+        state["bad"] += 1
+    state["epoch"] = epoch
+    log(f"  epoch {epoch:3d}  loss {'-' if loss is None else f'{loss:.4f}':>6}  valid HR@10 {hr:.3f}  nDCG@10 {ndcg:.3f}"
+        f"{'  *' if better else ''}  ({seconds:.1f}s)")
 
 
 def _save(path: Path, model: PadModel, opt: torch.optim.Optimizer, state: dict) -> None:

@@ -61,7 +61,8 @@ def test_artifacts_and_metrics_schema(trained):
         m = metrics(folder)
         assert set(m["test"]["groups"]) == {"warm", "median", "cold"}
         assert len(m["test"]["buckets"]) == 4
-        assert 1 <= m["best_epoch"] <= m["epochs"]
+        assert 0 <= m["best_epoch"] <= m["epochs"]  # 0 = the starting point was best
+        assert m["history"][0]["epoch"] == 0 and m["history"][0]["loss"] is None
         assert json.loads((folder / "meta.json").read_text())["phase"] == phase
     # later phases inherit the earlier phase's options
     assert metrics(trained / "m3")["config"]["dim"] == 16
