@@ -88,6 +88,9 @@ class FrequencyGate(nn.Module):
         self.register_buffer("buckets", buckets.long())  # saved with the model: part of what it learned on
         self.bucket_emb = nn.Embedding(n_buckets + 1, dim)
         self.mlp = nn.Sequential(nn.Linear(dim * (n_experts + 1), dim), nn.GELU(), nn.Linear(dim, n_experts))
+        # start as an equal-weight fusion of the experts; training moves away only where validation says so
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
 
     def forward(self, idx: torch.Tensor, reps: list[torch.Tensor]) -> torch.Tensor:
         x = torch.cat([self.bucket_emb(self.buckets[idx])] + reps, -1)

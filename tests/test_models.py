@@ -60,6 +60,8 @@ def test_gate_weights_sum_to_one_and_follow_the_bucket():
     cfg = TrainConfig(dim=8, dropout=0.0)
     buckets = torch.tensor([0, 1, 1, 2, 3, 3, 3])
     model = build_model(("id", "align", "llm"), cfg, 6, 5, torch.randn(7, 4), buckets, 3)
+    assert torch.allclose(model.gate_weights(), torch.full((7, 3), 1 / 3))  # a fresh gate fuses equally
+    torch.nn.init.normal_(model.gate.mlp[-1].weight)  # as after training
     w = model.gate_weights()
     assert w.shape == (7, 3)
     assert torch.allclose(w.sum(1), torch.ones(7))
