@@ -81,30 +81,39 @@ def main() -> None:
     ap.add_argument("--losses", nargs="+", default=["bce", "ce"])
     ap.add_argument("--work", type=Path, default=Path("runs/bench-quality"))
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training option for all runs")
+    ap.add_argument("--report-only", action="store_true", help="only rebuild the table from the runs recorded in --work")
     ap.add_argument("--no-write", action="store_true", help="print the table without updating bench/RESULTS.md")
     args = ap.parse_args()
     options = {k: json.loads(v) if v[:1].isdigit() or v in ("true", "false") else v
                for k, v in (s.split("=", 1) for s in args.set)}
 
-    dataset, text = args.work / "dataset", args.work / "text"
-    if not (dataset / "meta.json").is_file():
-        steps.preprocess("prime_pantry", dataset)
-    if not (text / "meta.json").is_file():
-        steps.embed(dataset, text, encoder="minilm")
+    dataset, text, record = args.work / "dataset", args.work / "text", args.work / "runs.jsonl"
+    if not args.report_only:
+        if not (dataset / "meta.json").is_file():
+            steps.preprocess("prime_pantry", dataset)
+        if not (text / "meta.json").is_file():
+            steps.embed(dataset, text, encoder="minilm")
+        for loss in args.losses:
+            for seed in args.seeds:
+                rows = run_seed(args.work, dataset, text, loss, seed, options)
+                with open(record, "a") as f:  # one line per finished run: several processes can share the file
+                    f.write(json.dumps({"loss": loss, "seed": seed, "options": options, "rows": rows}) + "\n")
 
     results: dict[str, list[dict]] = {}
-    for loss in args.losses:
-        for seed in args.seeds:
-            for model, row in run_seed(args.work, dataset, text, loss, seed, options).items():
-                results.setdefault(f"{'SASRec' if model == 'sasrec' else 'PAD'}-{loss.upper()}", []).append(row)
+    seeds: set[int] = set()
+    for line in record.read_text().splitlines():
+        run = json.loads(line)
+        seeds.add(run["seed"])
+        for model, row in run["rows"].items():
+            results.setdefault(f"{'SASRec' if model == 'sasrec' else 'PAD'}-{run['loss'].upper()}", []).append(row)
+    order = ["SASRec-BCE", "PAD-BCE", "SASRec-CE", "PAD-CE", "SASRec-SAMPLED", "PAD-SAMPLED"]
+    results = {k: results[k] for k in sorted(results, key=lambda k: order.index(k) if k in order else 99)}
     text_table = table(results)
-    detail = json.dumps({k: [{kk: vv for kk, vv in r.items()} for r in v] for k, v in results.items()}, indent=1)
     print(text_table)
-    (args.work / "quality.json").write_text(detail)
     if not args.no_write:
         section = (
-            f"## quality\n\nPrime Pantry, text = MiniLM (offline), test split, percent; mean ± std over seeds "
-            f"{args.seeds}; options {options or 'defaults'}.\nMachine: {machine()}. "
+            f"## quality\n\nPrime Pantry, text = MiniLM (offline), test split, percent; mean ± std over the seeds "
+            f"run ({sorted(seeds)}; runs per row in the epochs column).\nMachine: {machine()}. "
             f"Command: `PAD_DATA_HOME=../shared/datasets python bench/quality.py`.\n\n{text_table}\n"
         )
         write_section(ROOT / "RESULTS.md", "## quality", section)

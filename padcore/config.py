@@ -28,15 +28,15 @@ class TrainConfig:
     caser_window: int = 5  # Caser's convolution window L
     epochs: int = 200  # upper bound; early stopping usually ends sooner
     patience: int = 10  # epochs without a better validation nDCG@10 (the paper's early stop)
-    batch_size: int = 128
-    lr: float = 1e-3
+    batch_size: int = 256  # the paper uses 16; larger batches with a larger rate train far faster on CPUs
+    lr: float = 2e-3
     weight_decay: float = 0.1  # AdamW decoupled weight decay (the paper's L2 weight)
     sampled_negatives: int = 256  # negatives shared by a batch for loss=sampled
     gamma: float = 0.2  # weight of the alignment loss (phase 2)
     kernel: str = "gaussian"  # alignment loss: gaussian (MK-MMD) | laplacian | linear | cosine | infonce
     kernels: int = 5  # m: kernels in the MK-MMD family, bandwidths 2^k x mean sq. distance, k = -m+2..1
     align_mode: str = "anchored"  # anchored (L_REC + gamma MMD) | non-anchored (MMD only) | frozen (ID table frozen)
-    mmd_items: int = 1024  # at most this many distinct batch items enter the MMD (cost is quadratic)
+    mmd_items: int = 512  # at most this many distinct batch items enter the MMD (cost is quadratic)
     infonce_temperature: float = 0.1
     text_hidden: int = 256  # hidden width of the text-reduction MLP
     experts: tuple[str, ...] = EXPERTS  # phase 3 experts; drop any for the ablation
