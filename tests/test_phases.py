@@ -120,3 +120,15 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(world, tmp_path,
 
     a, b = load_weights(tmp_path / "whole"), load_weights(tmp_path / "cut")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("backbone", ["gru4rec", "caser"])
+@pytest.mark.parametrize("loss", ["ce", "sampled"])
+def test_every_backbone_and_loss_runs_the_three_phases(world, tmp_path, backbone, loss):
+    opts = dict(FAST, backbone=backbone, loss=loss, epochs=1, sampled_negatives=16)
+    phases.pretrain(world / "dataset", tmp_path / "m1", **opts)
+    phases.align(world / "dataset", world / "text", tmp_path / "m1", tmp_path / "m2", kernel="laplacian")
+    m = phases.finetune(world / "dataset", world / "text", tmp_path / "m1", tmp_path / "m2", tmp_path / "m3",
+                        experts=("id", "llm"), gate=False)
+    assert m["config"]["backbone"] == backbone and m["config"]["loss"] == loss
+    assert 0 <= m["test"]["hr@10"] <= 100 and m["epochs"] == 1
