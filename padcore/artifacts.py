@@ -54,8 +54,11 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def read_meta(folder: str | os.PathLike, kind: str) -> dict:
-    """Read `folder/meta.json` and check it describes an artifact of `kind`."""
+def read_meta(folder: str | os.PathLike, kind: str, hints: dict[str, str] | None = None) -> dict:
+    """Read `folder/meta.json` and check it describes an artifact of `kind`.
+
+    `hints` maps a wrong kind to advice appended to the error.
+    """
     path = Path(folder) / META
     if not path.is_file():
         raise PadError(f"{path}: missing; is {folder} a pad {kind} artifact?")
@@ -64,7 +67,8 @@ def read_meta(folder: str | os.PathLike, kind: str) -> dict:
     except json.JSONDecodeError as exc:
         raise PadError(f"{path}: not valid JSON ({exc})") from exc
     if meta.get("kind") != kind:
-        raise PadError(f"{path}: field 'kind' is {meta.get('kind')!r}, expected {kind!r}")
+        hint = (hints or {}).get(meta.get("kind"), "")
+        raise PadError(f"{path}: field 'kind' is {meta.get('kind')!r}, expected {kind!r}{hint}")
     return meta
 
 

@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from padcore.artifacts import META, atomic_dir, write_json
+from padcore.artifacts import META, atomic_dir, read_meta, write_json
 from padcore.dataset import Dataset, load_dataset
 from padcore.download import data_home
 from padcore.encoders import Encoder, EncoderOptions, resolve, resolve_device
@@ -224,19 +224,10 @@ def encode_into(
 
 def read_text_meta(path: str | Path, kind: str = "text") -> dict:
     """meta.json of a text artifact (or shard) at `path`, checked for kind and format."""
-    path = Path(path)
-    meta_file = path / META
-    if not meta_file.is_file():
-        raise PadError(f"{meta_file}: missing; is {path} a pad text artifact?")
-    try:
-        meta = json.loads(meta_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise PadError(f"{meta_file}: not valid JSON ({exc})") from exc
-    if meta.get("kind") != kind:
-        hint = {"text-shard": "; join the shards with `pad embed-merge` first", "text": "; it is already whole"}
-        raise PadError(f"{meta_file}: field 'kind' is {meta.get('kind')!r}, expected {kind!r}{hint.get(meta.get('kind'), '')}")
+    hints = {"text-shard": "; join the shards with `pad embed-merge` first", "text": "; it is already whole"}
+    meta = read_meta(path, kind, hints)
     if meta.get("format") != FORMAT:
-        raise PadError(f"{meta_file}: format {meta.get('format')!r}, this pad reads {FORMAT!r}")
+        raise PadError(f"{Path(path) / META}: format {meta.get('format')!r}, this pad reads {FORMAT!r}")
     return meta
 
 
