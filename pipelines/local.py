@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 from components.reports import BACKBONES, read_metrics, results_markdown
 from padcore.errors import PadError
+from padcore.report import tau_summary
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # kfp.local's own log lines (kfp==2.17.3) that mark a task's start and end.
@@ -220,6 +221,8 @@ def report(run: LocalRun) -> str:
     ]
     lines = [f"PAD pipeline finished in {run.wall_seconds / 60:.1f} min; run folder {run.run_dir}", ""]
     lines += ["Test metrics (%, full ranking):", "", results_markdown(dataset.get("source", "dataset"), rows)]
+    kendall = json.loads((run.outputs["analysis"] / "kendall.json").read_text())
+    lines += [tau_summary(kendall), f"(full report: {run.outputs['analysis'] / 'report.html'})", ""]
     lines += ["Step times:"] + [f"  {name:<12} {sec:8.1f} s  {status.lower()}" for name, sec, status in run.steps]
     lines += ["", "Artifacts:"]
     width = max((len(name) for name, _ in run.artifacts()), default=0)

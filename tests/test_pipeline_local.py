@@ -113,6 +113,7 @@ def test_report_has_the_table_times_and_paths(local_run):
     assert "| Dataset | Metric | SASRec | Align expert | PAD | Impr. |" in text
     pad_hr = json.loads((local_run.outputs["model"] / "metrics.json").read_text())["test"]["hr@10"]
     assert f"{pad_hr:.4f}" in text
+    assert "Kendall's tau-b" in text and "text vs align:align.text" in text
     for step in ("preprocess", "embed-merge", "pretrain", "align", "finetune", "analyze"):
         assert re.search(rf"^  {step}\s+\d+\.\d s  success$", text, re.M), step
     for name, path in local_run.artifacts():
