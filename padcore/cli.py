@@ -108,6 +108,9 @@ def _analyze(args: argparse.Namespace) -> None:
             extra_align=extra, **opts)
 
 
+LOCAL_EPOCHS = 15  # `pad run`'s cap on the epochs of each training phase (bench/RESULTS.md, "pipeline")
+
+
 def _run(args: argparse.Namespace) -> None:
     from pipelines.client import parse_params
     from pipelines.local import report, run_local
@@ -287,7 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs", help="pipeline root; each run writes runs/pad-<time>/ (default runs)")
     p.add_argument("--backbone", default="sasrec", choices=("sasrec", "gru4rec", "caser"), help="default sasrec")
     p.add_argument("--loss", default="bce", choices=("bce", "ce", "sampled"), help="default bce (the paper's)")
-    p.add_argument("--epochs", type=int, default=0, help="max epochs per phase; 0 = the default (early stopping ends it)")
+    p.add_argument("--epochs", type=int, default=LOCAL_EPOCHS,
+                   help=f"max epochs per training phase (default {LOCAL_EPOCHS}, so a 2-core CPU finishes Prime Pantry "
+                        "in about 12 minutes); 0 = the training default, early stopping decides (as on a cluster)")
     p.add_argument("--gamma", type=float, default=0.2, help="weight of the MK-MMD alignment loss (default 0.2)")
     p.add_argument("--buckets", type=int, default=10, help="frequency buckets (default 10)")
     p.add_argument("--seed", type=int, default=0, help="default 0")
