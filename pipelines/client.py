@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,9 @@ class Endpoint:
             kwargs["namespace"] = self.namespace
         if self.kube_context:
             kwargs["kube_context"] = self.kube_context
-        return kfp.Client(**kwargs)
+        with warnings.catch_warnings():  # "only works with KFP v2.0.0-beta.2 and later": pad pins KFP 2.17
+            warnings.filterwarnings("ignore", category=FutureWarning, module="kfp")
+            return kfp.Client(**kwargs)
 
 
 def _sha(path: Path) -> str:
