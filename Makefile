@@ -26,4 +26,4 @@ run:
 
 test:
 	$(PYTHON) -m pytest -q
-	if [ -f tests/llm2vec/run.sh ]; then bash tests/llm2vec/run.sh; fi
+	bash tests/llm2vec/run.sh
