@@ -16,13 +16,24 @@ def target_ranks(scores: torch.Tensor, targets: torch.Tensor, history: torch.Ten
     Padding (column 0) and the user's history items are excluded from the ranking;
     a target that is itself in the history can never be hit (rank = UNREACHABLE).
     """
-    scores = scores.float().clone()
-    scores[:, 0] = float("-inf")
-    scores.scatter_(1, history, float("-inf"))
+    scores = scores.float()
     t = scores.gather(1, targets[:, None])
-    ranks = (scores > t).sum(1)
-    ranks[t.squeeze(1) == float("-inf")] = UNREACHABLE
+    # count every item above the target, then take back padding and each distinct history item above it
+    hist = history.sort(1).values
+    distinct = hist > 0
+    distinct[:, 1:] &= hist[:, 1:] != hist[:, :-1]
+    ranks = _count_above(scores, t) - (scores[:, :1] > t).squeeze(1).long()
+    ranks -= ((scores.gather(1, hist) > t) & distinct).sum(1)
+    ranks[((hist == targets[:, None]) & distinct).any(1)] = UNREACHABLE
     return ranks
+
+
+def _count_above(scores: torch.Tensor, t: torch.Tensor, block: int = 2**15 - 1) -> torch.Tensor:
+    """Per row, how many scores exceed t; int16 sums over column blocks (bool sums are 5-8x slower on CPUs)."""
+    total = torch.zeros(scores.shape[0], dtype=torch.long, device=scores.device)
+    for lo in range(0, scores.shape[1], block):
+        total += (scores[:, lo : lo + block] > t).to(torch.int16).sum(1, dtype=torch.int16)
+    return total
 
 
 def hit_ndcg(ranks: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

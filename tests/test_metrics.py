@@ -31,6 +31,18 @@ def test_ranks_match_brute_force_with_history_exclusion():
     assert (got[:5] == UNREACHABLE).all()
 
 
+def test_ranks_across_count_blocks():
+    # more items than one int16 counting block holds
+    rng = np.random.default_rng(1)
+    scores = rng.normal(size=(4, 70_001)).round(2)
+    targets, history = np.array([1, 33_000, 65_536, 70_000]), rng.integers(0, 70_001, (4, 20))
+    got = target_ranks(torch.tensor(scores), torch.tensor(targets), torch.tensor(history)).numpy()
+    for u in range(4):
+        keep = np.ones(70_001, bool)
+        keep[[0, *history[u]]] = False
+        assert got[u] == (scores[u][keep] > scores[u, targets[u]]).sum()
+
+
 def test_padding_column_is_never_ranked():
     scores = torch.tensor([[100.0, 1.0, 2.0, 3.0]])
     ranks = target_ranks(scores, torch.tensor([3]), torch.tensor([[0]]))
