@@ -49,7 +49,10 @@ class TextTower(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        out = self.norm(self.mlp(self.text[idx]))
+        first, act, drop, last = self.mlp
+        items, where = idx.unique(return_inverse=True)
+        # the wide first layer once per distinct item (batches repeat popular items); dropout on, per occurrence
+        out = self.norm(last(drop(act(first(self.text[items]))[where])))
         return out * (idx > 0).unsqueeze(-1)
 
     def table(self) -> torch.Tensor:
