@@ -68,6 +68,18 @@ def table(results: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def phase_table(runs: list[dict]) -> str:
+    """Per run: epochs, seconds per epoch and wall seconds of each phase (pretrain / align / finetune)."""
+    lines = ["| loss | seed | epochs | s/epoch | phase wall s | total wall s |", "|---|---|---|---|---|---|"]
+    for run in sorted(runs, key=lambda r: (r["loss"], r["seed"])):
+        pad = run["rows"]["pad"]
+        per_epoch = " / ".join(f"{x:.1f}" for x in pad["seconds/epoch"])
+        walls = " / ".join(f"{x:.0f}" for x in pad["phase seconds"])
+        lines.append(f"| {run['loss']} | {run['seed']} | {pad['epochs'].replace('+', ' / ')} | {per_epoch} | {walls} "
+                     f"| {pad['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
 def machine() -> str:
     try:
         cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
@@ -105,14 +117,19 @@ def main() -> None:
 
     results: dict[str, list[dict]] = {}
     seeds: set[int] = set()
-    for line in record.read_text().splitlines():
-        run = json.loads(line)
+    runs = [json.loads(line) for line in record.read_text().splitlines()]
+    for run in runs:
         seeds.add(run["seed"])
-        for model, row in run["rows"].items():
-            results.setdefault(f"{'SASRec' if model == 'sasrec' else 'PAD'}-{run['loss'].upper()}", []).append(row)
-    order = ["SASRec-BCE", "PAD-BCE", "SASRec-CE", "PAD-CE", "SASRec-SAMPLED", "PAD-SAMPLED"]
+        loss = run["loss"].upper()
+        results.setdefault(f"SASRec-{loss}", []).append(run["rows"]["sasrec"])
+        # the phase-2 alignment expert alone, for reference (its epochs are phase 2's)
+        pad = run["rows"]["pad"]
+        results.setdefault(f"(align expert)-{loss}", []).append(
+            {**pad["align"], "epochs": pad["epochs"].split("+")[1], "seconds": pad["phase seconds"][1]})
+        results.setdefault(f"PAD-{loss}", []).append(run["rows"]["pad"])
+    order = [f"{m}-{loss}" for loss in ("BCE", "CE", "SAMPLED") for m in ("SASRec", "(align expert)", "PAD")]
     results = {k: results[k] for k in sorted(results, key=lambda k: order.index(k) if k in order else 99)}
-    text_table = table(results)
+    text_table = table(results) + "\n\nPhases (pretrain / align / finetune) of each run:\n\n" + phase_table(runs)
     print(text_table)
     if not args.no_write:
         section = (
