@@ -144,6 +144,9 @@ def _run_phase(
                 "text_dim": None if text is None else int(text.shape[1])}
         save_model(work, model.cpu(), cfg, arch, meta, metrics)
         (work / RESUME).unlink(missing_ok=True)
+    if result.best_epoch == 0 and result.epochs:
+        print(f"[{phase}] note: no training epoch beat the starting point on validation, so the model is that "
+              "starting point (epoch 0)", flush=True)
     t = metrics["test"]
     print(f"[{phase}] best epoch {result.best_epoch}/{result.epochs}; test HR@10 {t['hr@10']:.3f} nDCG@10 "
           f"{t['ndcg@10']:.3f} (warm {t['groups']['warm']['hr@10']:.2f} / median {t['groups']['median']['hr@10']:.2f}"
