@@ -52,7 +52,7 @@ def run_seed(work: Path, dataset: Path, text: Path, loss: str, seed: int, option
         "pad": {**cells(m3), "epochs": f"{m1['epochs']}+{m2['epochs']}+{m3['epochs']}", "seconds": sum(secs),
                 "phase seconds": secs,
                 "seconds/epoch": [m1["seconds_per_epoch"], m2["seconds_per_epoch"], m3["seconds_per_epoch"]],
-                "align": cells(m2)},
+                "align": {**cells(m2), "epochs": m2["epochs"], "seconds": secs[1]}},
     }
 
 
@@ -122,10 +122,7 @@ def main() -> None:
         seeds.add(run["seed"])
         loss = run["loss"].upper()
         results.setdefault(f"SASRec-{loss}", []).append(run["rows"]["sasrec"])
-        # the phase-2 alignment expert alone, for reference (its epochs are phase 2's)
-        pad = run["rows"]["pad"]
-        results.setdefault(f"(align expert)-{loss}", []).append(
-            {**pad["align"], "epochs": pad["epochs"].split("+")[1], "seconds": pad["phase seconds"][1]})
+        results.setdefault(f"(align expert)-{loss}", []).append(run["rows"]["pad"]["align"])  # phase 2 alone
         results.setdefault(f"PAD-{loss}", []).append(run["rows"]["pad"])
     order = [f"{m}-{loss}" for loss in ("BCE", "CE", "SAMPLED") for m in ("SASRec", "(align expert)", "PAD")]
     results = {k: results[k] for k in sorted(results, key=lambda k: order.index(k) if k in order else 99)}
@@ -148,7 +145,7 @@ def write_section(path: Path, heading: str, body: str) -> None:
         new = old.rstrip("\n") + "\n\n" + body
     else:
         end = old.find("\n## ", start + len(heading))
-        new = old[:start] + body + (old[end + 1 :] if end >= 0 else "")
+        new = old[:start] + body + ("\n" + old[end + 1 :] if end >= 0 else "")
     path.write_text(new)
 
 

@@ -292,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", default="bce", choices=("bce", "ce", "sampled"), help="default bce (the paper's)")
     p.add_argument("--epochs", type=int, default=LOCAL_EPOCHS,
                    help=f"max epochs per training phase (default {LOCAL_EPOCHS}, so a 2-core CPU finishes Prime Pantry "
-                        "in about 12 minutes); 0 = the training default, early stopping decides (as on a cluster)")
+                        "in 10-12 minutes); 0 = the training default, early stopping decides (as on a cluster)")
     p.add_argument("--gamma", type=float, default=0.2, help="weight of the MK-MMD alignment loss (default 0.2)")
     p.add_argument("--buckets", type=int, default=10, help="frequency buckets (default 10)")
     p.add_argument("--seed", type=int, default=0, help="default 0")
