@@ -64,16 +64,21 @@ def rec_loss(model: PadModel, batch: torch.Tensor, user_items: torch.Tensor, cfg
 def rank_split(model: PadModel, split: EvalSplit, cfg: TrainConfig, device: torch.device) -> np.ndarray:
     """0-based full-ranking rank of each user's target (vectorised, in user chunks)."""
     model.eval()
-    out = []
+    ranks = torch.empty(len(split.targets), dtype=torch.long)
     with _autocast(device):
         side = model.item_side()  # item tables and gate weights, once for all users
-    for lo in range(0, len(split.targets), cfg.eval_batch):
-        sl = slice(lo, lo + cfg.eval_batch)
+    # users in order of input length, so each chunk drops the columns that are padding in all its rows
+    lengths = (split.inputs > 0).sum(1)
+    order = torch.sort(lengths, stable=True).indices
+    hist_lengths = (split.history > 0).sum(1)
+    for idx in order.split(cfg.eval_batch):
+        inputs = split.inputs[idx, -max(int(lengths[idx].max()), 1):]
+        history = split.history[idx, -max(int(hist_lengths[idx].max()), 1):]
         with _autocast(device):
-            states = [s[:, -1] for s in model.states(split.inputs[sl].to(device))]
+            states = [s[:, -1] for s in model.states(inputs.to(device))]
             scores = model.logits(states, side=side)
-        out.append(target_ranks(scores, split.targets[sl].to(device), split.history[sl].to(device)).cpu())
-    return torch.cat(out).numpy()
+        ranks[idx] = target_ranks(scores, split.targets[idx].to(device), history.to(device)).cpu()
+    return ranks.numpy()
 
 
 def _autocast(device: torch.device):
@@ -118,6 +123,8 @@ def fit(
 
     train, user_items = data.train, data.user_items
     n_users = len(train)
+    lengths = (train > 0).sum(1)
+    positions_per_row = float((lengths - 1).float().mean())
     if not state["history"]:
         # epoch 0 = the starting point: a phase that starts from trained experts never ends worse than it began
         ranks = rank_split(model, data.valid, cfg, device)
@@ -127,14 +134,17 @@ def fit(
         t0 = time.perf_counter()
         torch.manual_seed(cfg.seed * 100_003 + epoch)
         gen = torch.Generator(device=device).manual_seed(cfg.seed * 100_003 + epoch)
-        order = torch.randperm(n_users, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+        gen_cpu = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        order = torch.randperm(n_users, generator=gen_cpu)
         model.train()
         total, steps = 0.0, 0
-        for lo in range(0, n_users, cfg.batch_size):
-            idx = order[lo : lo + cfg.batch_size]
-            batch, items = train[idx].to(device), user_items[idx].to(device)
+        for idx in length_batches(order, lengths, cfg.batch_size, gen_cpu):
+            # rows are left-padded: dropping the columns that are padding in every row changes no output
+            batch, items = train[idx, -int(lengths[idx].max()):].to(device), user_items[idx].to(device)
             with _autocast(device):
-                loss = rec_loss(model, batch, items, cfg, data.n_items, gen) * rec_weight if rec_weight else 0.0
+                # a batch of short rows has few positions: weigh each position as in a batch of average rows
+                weight = rec_weight * float((batch[:, 1:] > 0).sum()) / (len(idx) * positions_per_row)
+                loss = rec_loss(model, batch, items, cfg, data.n_items, gen) * weight if rec_weight else 0.0
                 if extra is not None:
                     loss = loss + extra(model, batch, gen)
             opt.zero_grad(set_to_none=True)
@@ -148,6 +158,21 @@ def fit(
     if state["best"] is not None:
         model.load_state_dict(state["best"])
     return FitResult(state["best_epoch"], state["epoch"], state["history"], state["seconds"] / max(state["epoch"], 1))
+
+
+def length_batches(order: torch.Tensor, lengths: torch.Tensor, size: int, gen: torch.Generator,
+                   pool: int = 50) -> list[torch.Tensor]:
+    """Batches of rows of similar length, in random order.
+
+    The shuffled rows are cut into pools of `pool` batches; each pool is sorted by
+    length before it is split, so a batch wastes little compute on padding.
+    """
+    batches = []
+    for lo in range(0, len(order), size * pool):
+        chunk = order[lo : lo + size * pool]
+        chunk = chunk[torch.sort(lengths[chunk], stable=True).indices]
+        batches += list(chunk.split(size))
+    return [batches[i] for i in torch.randperm(len(batches), generator=gen)]
 
 
 def _record(state: dict, model: PadModel, epoch: int, loss: float | None, ranks: np.ndarray, seconds: float,
