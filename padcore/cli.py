@@ -64,10 +64,10 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--backbone", choices=BACKBONES, help="sequence encoder (default sasrec)")
     g.add_argument("--loss", choices=LOSSES, help="bce: the paper's one sampled negative; ce: full softmax; sampled: shared negatives")
     g.add_argument("--dim", type=int, help="model width d (default 64)")
-    g.add_argument("--epochs", type=int, help="maximum epochs (default 200; early stopping ends sooner)")
+    g.add_argument("--epochs", type=int, help="epochs of the cosine rate schedule, the most a phase runs (default 60)")
     g.add_argument("--patience", type=int, help="epochs without a better validation nDCG@10 before stopping (default 10)")
     g.add_argument("--batch-size", type=int, help="users per batch (default 256)")
-    g.add_argument("--lr", type=float, help="AdamW learning rate (default 2e-3)")
+    g.add_argument("--lr", type=float, help="peak AdamW learning rate (default 5e-3)")
     g.add_argument("--seed", type=int, help="random seed (default 0)")
     g.add_argument("--device", help="auto | cpu | cuda (default auto)")
     g.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other training option, e.g. --set dropout=0.2")
@@ -106,9 +106,6 @@ def _analyze(args: argparse.Namespace) -> None:
     opts = {k: v for k, v in vars(args).items() if k in ("min_pairs", "max_pairs", "top_fraction", "seed") and v is not None}
     analyze(args.dataset, args.text, args.id_model, args.align_model, args.final_model, args.out,
             extra_align=extra, **opts)
-
-
-LOCAL_EPOCHS = 15  # `pad run`'s cap on the epochs of each training phase (bench/RESULTS.md, "pipeline")
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -290,9 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs", help="pipeline root; each run writes runs/pad-<time>/ (default runs)")
     p.add_argument("--backbone", default="sasrec", choices=("sasrec", "gru4rec", "caser"), help="default sasrec")
     p.add_argument("--loss", default="bce", choices=("bce", "ce", "sampled"), help="default bce (the paper's)")
-    p.add_argument("--epochs", type=int, default=LOCAL_EPOCHS,
-                   help=f"max epochs per training phase (default {LOCAL_EPOCHS}, so a 2-core CPU finishes Prime Pantry "
-                        "in 10-12 minutes); 0 = the training default, early stopping decides (as on a cluster)")
+    p.add_argument("--epochs", type=int, default=0,
+                   help="epochs per training phase (the rate schedule's length; early stopping may end sooner); "
+                        "default 0 = the training default, 60")
     p.add_argument("--gamma", type=float, default=0.2, help="weight of the MK-MMD alignment loss (default 0.2)")
     p.add_argument("--buckets", type=int, default=10, help="frequency buckets (default 10)")
     p.add_argument("--seed", type=int, default=0, help="default 0")

@@ -49,10 +49,9 @@ class TextTower(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        first, act, drop, last = self.mlp
         items, where = idx.unique(return_inverse=True)
-        # the wide first layer once per distinct item (batches repeat popular items); dropout on, per occurrence
-        out = self.norm(last(drop(act(first(self.text[items]))[where])))
+        # once per distinct item (batches repeat popular items), so an item has one dropout mask per call
+        out = self.norm(self.mlp(self.text[items]))[where]
         return out * (idx > 0).unsqueeze(-1)
 
     def table(self) -> torch.Tensor:

@@ -58,7 +58,13 @@ def kernel_matrix(z: torch.Tensor, kernel: str, m: int = 5) -> torch.Tensor:
         d = _sq_dists(z)
         n = z.shape[0]
         base = d.detach().sum() / max(n * n - n, 1)
-        return sum(torch.exp(-d / (base * 2.0**k).clamp(min=1e-12)) for k in range(-m + 2, 2))
+        # exp(-d / (2^k base)) for k = 1, 0, ..., -m+2: one exp at the widest bandwidth, then repeated squaring
+        e = torch.exp(-d / (2 * base).clamp(min=1e-12))
+        total = e
+        for _ in range(m - 1):
+            e = e * e
+            total = total + e
+        return total
     if kernel == "laplacian":
         d = torch.cdist(z, z, p=1)
         n = z.shape[0]

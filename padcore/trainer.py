@@ -5,6 +5,7 @@ stopping on validation nDCG@10, the best checkpoint kept, resume after interrupt
 from __future__ import annotations
 
 import copy
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -138,7 +139,9 @@ def fit(
         order = torch.randperm(n_users, generator=gen_cpu)
         model.train()
         total, steps = 0.0, 0
-        for idx in length_batches(order, lengths, cfg.batch_size, gen_cpu):
+        batches = length_batches(order, lengths, cfg.batch_size, gen_cpu)
+        for idx in batches:
+            _set_rate(opt, cfg, (epoch - 1 + steps / len(batches)) / cfg.epochs)
             # rows are left-padded: dropping the columns that are padding in every row changes no output
             batch, items = train[idx, -int(lengths[idx].max()):].to(device), user_items[idx].to(device)
             with _autocast(device):
@@ -173,6 +176,13 @@ def length_batches(order: torch.Tensor, lengths: torch.Tensor, size: int, gen: t
         chunk = chunk[torch.sort(lengths[chunk], stable=True).indices]
         batches += list(chunk.split(size))
     return [batches[i] for i in torch.randperm(len(batches), generator=gen)]
+
+
+def _set_rate(opt: torch.optim.Optimizer, cfg: TrainConfig, progress: float) -> None:
+    """The rate at `progress` (0..1) through the schedule: a function of the step alone, so resuming needs no state."""
+    lr = cfg.lr * (0.5 * (1 + math.cos(math.pi * progress)) if cfg.schedule == "cosine" else 1.0)
+    for group in opt.param_groups:
+        group["lr"] = lr
 
 
 def _record(state: dict, model: PadModel, epoch: int, loss: float | None, ranks: np.ndarray, seconds: float,
