@@ -67,7 +67,8 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--epochs", type=int, help="epochs of the cosine rate schedule, the most a phase runs (default 60)")
     g.add_argument("--patience", type=int, help="epochs without a better validation nDCG@10 before stopping (default 10)")
     g.add_argument("--batch-size", type=int, help="users per batch (default 256)")
-    g.add_argument("--lr", type=float, help="peak AdamW learning rate (default 5e-3)")
+    g.add_argument("--lr", type=float, help="peak AdamW learning rate of this phase (default 5e-3 for pretrain, "
+                   "1e-3 for align and finetune; never inherited)")
     g.add_argument("--seed", type=int, help="random seed (default 0)")
     g.add_argument("--device", help="auto | cpu | cuda (default auto)")
     g.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other training option, e.g. --set dropout=0.2")

@@ -17,7 +17,7 @@ import torch
 from padcore.artifacts import resumable_dir
 from padcore.batches import split_tensors
 from padcore.checkpoint import load_weights, read_model_meta, save_model
-from padcore.config import TrainConfig
+from padcore.config import PHASE_LR, TrainConfig
 from padcore.dataset import Dataset, load_dataset
 from padcore.errors import PadError
 from padcore.experts import PadModel, build_model
@@ -102,6 +102,7 @@ def _run_phase(
     rec_weight: float = 1.0,
 ) -> dict:
     t0 = time.perf_counter()
+    cfg.lr = cfg.lr or PHASE_LR[phase]
     max_len = cfg.max_len or ds.meta["protocol"]["max_len"]
     cfg.max_len = max_len
     data = split_tensors(ds, max_len)
@@ -182,8 +183,8 @@ def _copy(model: PadModel, dst_prefix: str, weights: dict[str, torch.Tensor], sr
 
 
 def _inherit(base: dict, options: dict, source: str | Path) -> TrainConfig:
-    """A later phase's config: the earlier phase's, with the given options on top."""
-    cfg = TrainConfig.from_options(base, **options)
+    """A later phase's config: the earlier phase's (less its rate: each phase has its own), with the options on top."""
+    cfg = TrainConfig.from_options({**base, "lr": 0.0}, **options)
     _check_arch(base, cfg.to_dict(), source)
     return cfg
 

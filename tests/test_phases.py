@@ -8,6 +8,7 @@ import torch
 
 from padcore import phases, trainer
 from padcore.checkpoint import item_tables
+from padcore.config import PHASE_LR
 from padcore.dataset import load_dataset
 from padcore.errors import PadError
 from padcore.text import EMBEDDINGS, FORMAT
@@ -64,8 +65,10 @@ def test_artifacts_and_metrics_schema(trained):
         assert 0 <= m["best_epoch"] <= m["epochs"]  # 0 = the starting point was best
         assert m["history"][0]["epoch"] == 0 and m["history"][0]["loss"] is None
         assert json.loads((folder / "meta.json").read_text())["phase"] == phase
-    # later phases inherit the earlier phase's options
+    # later phases inherit the earlier phase's options, except the rate: each phase has its own default
     assert metrics(trained / "m3")["config"]["dim"] == 16
+    assert metrics(trained / "m1")["config"]["lr"] == FAST["lr"]
+    assert metrics(trained / "m2")["config"]["lr"] == metrics(trained / "m3")["config"]["lr"] == PHASE_LR["align"]
     tables = item_tables(trained / "m3", np.load(trained / "text" / EMBEDDINGS))
     assert set(tables) == {"id.id", "align.id", "align.text", "llm.text"}
     assert all(t.shape == (tables["id.id"].shape[0], 16) for t in tables.values())
