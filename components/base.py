@@ -76,7 +76,7 @@ def typed_options(options: dict, config) -> dict:
 def training_options(options: dict, **named) -> dict:
     """The step's `**options`: the named run parameters plus free-form `options` (TrainConfig fields).
 
-    `epochs` <= 0 means the step's default (early stopping on validation ends it).
+    `epochs` <= 0 means the training default (the rate schedule's length; early stopping may end sooner).
     """
     from padcore.config import TrainConfig
     from padcore.errors import PadError
