@@ -17,6 +17,7 @@ import torch
 
 from padcore.batches import EvalSplit, SplitTensors
 from padcore.config import TrainConfig
+from padcore.errors import PadError
 from padcore.experts import PadModel
 from padcore.losses import bce_loss, sample_negatives, softmax_loss
 from padcore.metrics import target_ranks
@@ -42,9 +43,12 @@ class FitResult:
 
 def rec_loss(model: PadModel, batch: torch.Tensor, user_items: torch.Tensor, cfg: TrainConfig, n_items: int,
              gen: torch.Generator) -> torch.Tensor:
-    """L_REC on every next-item position of the batch."""
+    """L_REC on every next-item position of the batch: a real target after a real input.
+
+    A row's first item has only padding before it, so it is never a target.
+    """
     inputs, targets = batch[:, :-1], batch[:, 1:]
-    keep = targets > 0
+    keep = (targets > 0) & (inputs > 0)
     states = [s[keep] for s in model.states(inputs)]
     tgt = targets[keep]
     if cfg.loss == "bce":
@@ -125,7 +129,10 @@ def fit(
     train, user_items = data.train, data.user_items
     n_users = len(train)
     lengths = (train > 0).sum(1)
-    positions_per_row = float((lengths - 1).float().mean())
+    positions = (lengths - 1).clamp(min=0)  # next-item positions per row
+    positions_per_row = float(positions.float().mean())
+    if not positions_per_row:
+        raise PadError("the training split has no next-item position: every user has fewer than 4 interactions")
     if not state["history"]:
         # epoch 0 = the starting point: a phase that starts from trained experts never ends worse than it began
         ranks = rank_split(model, data.valid, cfg, device)
@@ -140,14 +147,16 @@ def fit(
         model.train()
         total, steps = 0.0, 0
         batches = length_batches(order, lengths, cfg.batch_size, gen_cpu)
-        for idx in batches:
-            _set_rate(opt, cfg, (epoch - 1 + steps / len(batches)) / cfg.epochs)
+        for step, idx in enumerate(batches):
+            _set_rate(opt, cfg, (epoch - 1 + step / len(batches)) / cfg.epochs)
+            # a batch of short rows has few positions: weigh each position as in a batch of average rows
+            weight = rec_weight * float(positions[idx].sum()) / (len(idx) * positions_per_row)
+            if not weight and extra is None:
+                continue  # rows of one item: nothing to learn from
             # rows are left-padded: dropping the columns that are padding in every row changes no output
             batch, items = train[idx, -int(lengths[idx].max()):].to(device), user_items[idx].to(device)
             with _autocast(device):
-                # a batch of short rows has few positions: weigh each position as in a batch of average rows
-                weight = rec_weight * float((batch[:, 1:] > 0).sum()) / (len(idx) * positions_per_row)
-                loss = rec_loss(model, batch, items, cfg, data.n_items, gen) * weight if rec_weight else 0.0
+                loss = rec_loss(model, batch, items, cfg, data.n_items, gen) * weight if weight else 0.0
                 if extra is not None:
                     loss = loss + extra(model, batch, gen)
             opt.zero_grad(set_to_none=True)

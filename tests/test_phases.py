@@ -178,3 +178,31 @@ def test_rate_schedule(schedule):
         trainer._set_rate(opt, cfg, progress)
         want = 0.01 * (1 + np.cos(np.pi * progress)) / 2 if schedule == "cosine" else 0.01
         assert opt.param_groups[0]["lr"] == pytest.approx(want, abs=1e-12)
+
+
+@pytest.mark.parametrize("backbone", ["sasrec", "gru4rec", "caser"])
+def test_rec_loss_holds_the_next_item_positions_only(backbone):
+    """L_REC = the mean over each row's next-item positions, the row run alone with no padding;
+    a row's first item (padding before it) is never a target, and trimming or adding padding columns changes nothing."""
+    from padcore.config import TrainConfig
+    from padcore.experts import build_model
+
+    cfg = TrainConfig(dim=8, loss="ce", backbone=backbone, dropout=0.0)
+    torch.manual_seed(0)
+    model = build_model(("id",), cfg, 30, 8).eval()
+    rows = [[3, 7, 1, 9, 4, 2], [5, 6], [8, 2, 11], [12, 13, 14, 15]]
+    width = max(map(len, rows))
+    batch = torch.tensor([[0] * (width - len(r)) + r for r in rows])
+    run = lambda b: float(trainer.rec_loss(model, b, b, cfg, 30, torch.Generator()))  # noqa: E731
+    with torch.no_grad():
+        terms = []
+        for r in rows:
+            seq = torch.tensor(r)[None]
+            logits = model.logits([model.states(seq[:, :-1])[0][0]])
+            logits[:, 0] = float("-inf")
+            terms += torch.nn.functional.cross_entropy(logits, seq[0, 1:], reduction="none").tolist()
+        want = float(np.mean(terms))
+        padded = torch.cat([torch.zeros(len(rows), 3, dtype=torch.long), batch], 1)
+        assert len(terms) == sum(len(r) - 1 for r in rows)
+        assert run(batch) == pytest.approx(want, rel=1e-5)
+        assert run(padded) == pytest.approx(want, rel=1e-5)
