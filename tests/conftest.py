@@ -6,6 +6,8 @@ import functools
 import http.server
 import socket
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -81,6 +83,14 @@ def file_server(tmp_path):
     yield fs
     httpd.shutdown()
     httpd.server_close()
+
+
+@contextmanager
+def private_data_home(folder: Path) -> Iterator[Path]:
+    """PAD_DATA_HOME = `folder` while a module fixture embeds, so the text cache never lands in the user's data home."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PAD_DATA_HOME", str(folder))
+        yield folder
 
 
 def _synthetic_raw(n_users: int = 300, n_items: int = 60, seed: int = 0, lengths: tuple[int, int] = (3, 30)) -> RawData:

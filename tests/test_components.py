@@ -41,7 +41,7 @@ def write_source(raw, folder: Path) -> str:
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
     """Run every component once, in pipeline order, on a small synthetic source; keep all their artifacts."""
-    from conftest import _synthetic_raw
+    from conftest import _synthetic_raw, private_data_home
 
     root = tmp_path_factory.mktemp("components")
     out: dict = {"root": root}
@@ -59,7 +59,8 @@ def chain(tmp_path_factory):
         out["parts"].append((part, metrics))
     d = root / "embed-merge"
     out["text"], out["text_metrics"] = artifact(Dataset, d, "text"), artifact(Metrics, d, "metrics")
-    embed_merge.python_func(parts=[p for p, _ in out["parts"]], text=out["text"], metrics=out["text_metrics"])
+    with private_data_home(root / "home"):
+        embed_merge.python_func(parts=[p for p, _ in out["parts"]], text=out["text"], metrics=out["text_metrics"])
     common = dict(epochs=2, options=TINY)
     for phase, func, inputs in (
         ("pretrain", pretrain, {}),

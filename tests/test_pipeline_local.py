@@ -40,14 +40,16 @@ def executor_metrics(run_dir: Path, task: str) -> dict:
 
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory):
-    from conftest import _synthetic_raw
+    from conftest import _synthetic_raw, private_data_home
 
     root = tmp_path_factory.mktemp("local")
     raw = _synthetic_raw(n_users=150, n_items=50, seed=2)
     (root / "source").mkdir()
     raw.interactions.to_csv(root / "source" / "interactions.csv", index=False)
     raw.items.to_csv(root / "source" / "items.csv", index=False)
-    run = run_local({"source": f"files:{root / 'source'}", **PARAMS}, out=root / "runs")
+    with private_data_home(root / "home"):
+        run = run_local({"source": f"files:{root / 'source'}", **PARAMS}, out=root / "runs")
+    assert (root / "home" / "text-cache").is_dir()
     return run
 
 
