@@ -96,7 +96,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--losses", nargs="+", default=["bce", "ce"])
     ap.add_argument("--work", type=Path, default=Path("runs/bench-quality"))
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training option for all runs (given to pretrain; align and finetune inherit it, except lr)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="training option for all runs (given to pretrain; align and finetune inherit it, except lr)")
     ap.add_argument("--report-only", action="store_true", help="only rebuild the table from the runs recorded in --work")
     ap.add_argument("--no-write", action="store_true", help="print the table without updating bench/RESULTS.md")
     args = ap.parse_args()

@@ -193,7 +193,10 @@ def test_rec_loss_holds_the_next_item_positions_only(backbone):
     rows = [[3, 7, 1, 9, 4, 2], [5, 6], [8, 2, 11], [12, 13, 14, 15]]
     width = max(map(len, rows))
     batch = torch.tensor([[0] * (width - len(r)) + r for r in rows])
-    run = lambda b: float(trainer.rec_loss(model, b, b, cfg, 30, torch.Generator()))  # noqa: E731
+
+    def run(b: torch.Tensor) -> float:  # CE needs no user items for negatives
+        return float(trainer.rec_loss(model, b, b, cfg, 30, torch.Generator()))
+
     with torch.no_grad():
         terms = []
         for r in rows:
@@ -206,3 +209,17 @@ def test_rec_loss_holds_the_next_item_positions_only(backbone):
         assert len(terms) == sum(len(r) - 1 for r in rows)
         assert run(batch) == pytest.approx(want, rel=1e-5)
         assert run(padded) == pytest.approx(want, rel=1e-5)
+
+
+def test_a_training_split_without_next_item_positions_is_refused(tmp_path):
+    from conftest import _synthetic_raw
+    from padcore.batches import split_tensors
+    from padcore.config import TrainConfig
+    from padcore.dataset import Protocol, build_dataset
+    from padcore.experts import build_model
+
+    ds = build_dataset(_synthetic_raw(50, 20, lengths=(3, 3)), Protocol(min_len=3))  # one training item per user
+    cfg = TrainConfig(dim=8, lr=1e-3)
+    model = build_model(("id",), cfg, ds.n_items, 20)
+    with pytest.raises(PadError, match="no next-item position"):
+        trainer.fit(model, split_tensors(ds, 20), cfg, tmp_path)
