@@ -16,13 +16,13 @@ install:
 	$(PYTHON) -m pip install -e ".[dev]"
 
 compile:
-	$(PYTHON) -m padcore.cli pipeline compile --config $(PLACEMENT) --out pad.yaml
+	$(PYTHON) -m pad pipeline compile --config $(PLACEMENT) --out pad.yaml
 
 build:
 	$(PYTHON) docker/build.py --registry $(REGISTRY) --placement $(PLACEMENT) $(if $(KIND),--kind-load $(KIND))
 
 run:
-	$(PYTHON) -m padcore.cli run $(ARGS)
+	$(PYTHON) -m pad run $(ARGS)
 
 test:
 	$(PYTHON) -m pytest -q

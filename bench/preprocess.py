@@ -67,7 +67,7 @@ def main() -> int:
         raw.mkdir()
         print(f"generating {args.users:,} users, {args.items:,} items, ~{args.interactions:,} interactions ...", flush=True)
         n = generate(raw, args.users, args.items, args.interactions)
-        cmd = [sys.executable, "-m", "padcore.cli", "preprocess", "--source", f"files:{raw}", "--out", str(out)]
+        cmd = [sys.executable, "-m", "pad.cli", "preprocess", "--source", f"files:{raw}", "--out", str(out)]
         t0 = time.perf_counter()
         done = subprocess.run(cmd)
         wall = time.perf_counter() - t0

@@ -236,7 +236,8 @@ def analyze(
     )
     result.kendall["dataset_id"] = ds.dataset_id
     with atomic_dir(out) as tmp:
-        write_report(tmp, result, title=f"{ds.meta.get('source', 'dataset')}: embedding-space analysis", bins=cfg.bins)
+        write_report(tmp, result.kendall, result.separation, result.samples,
+                     title=f"{ds.meta.get('source', 'dataset')}: embedding-space analysis", bins=cfg.bins)
         write_json(tmp / "meta.json", {
             "kind": "analysis", "dataset_id": ds.dataset_id, "item_hash": ds.item_hash,
             "inputs": {k: str(Path(p).resolve()) for k, p in

@@ -149,6 +149,15 @@ class PadModel(nn.Module):
             return scores[0]
         return sum(w[..., i] * s for i, s in enumerate(scores))
 
+    def scores(self, seq: torch.Tensor, side: tuple[list[torch.Tensor], torch.Tensor | None] | None = None) -> torch.Tensor:
+        """[B, N+1] score of every item as the next one after each left-padded sequence `seq` [B, L].
+
+        Column 0 is padding. Evaluation, recommendation and serving all rank with this;
+        `side` = a precomputed `item_side()` (the same for every batch of users).
+        """
+        states = [s[:, -1] for s in self.states(seq)]
+        return self.logits(states, side=side if side is not None else self.item_side())
+
     def gate_weights(self) -> torch.Tensor:
         """[N+1, n_experts] fusion weights per item (uniform rows when there is no gate)."""
         reps, w = self.item_side()

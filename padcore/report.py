@@ -10,7 +10,6 @@ from typing import Sequence
 
 import numpy as np
 
-from padcore.analysis import REFERENCE, Analysis
 from padcore.artifacts import write_json
 
 Table = tuple[list[str], list[list[str]]]  # header, rows
@@ -118,7 +117,7 @@ def plot_tau(kendall: dict, space: str, path: Path) -> bool:
 
 
 def plot_pairs(samples: dict[str, tuple[np.ndarray, np.ndarray]], rows: Sequence[dict], group: str,
-               top_fraction: float, bins: int, path: Path) -> None:
+               top_fraction: float, reference: str, bins: int, path: Path) -> None:
     """Histograms like Fig. 3 / Fig. 7: per view, the distances of the far and the near pairs."""
     plt = _plt()
     cols = min(4, len(rows))
@@ -138,7 +137,7 @@ def plot_pairs(samples: dict[str, tuple[np.ndarray, np.ndarray]], rows: Sequence
     for ax in list(axes.flat)[len(rows):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
-    fig.suptitle(f"{group} target items: pairs with the {pct} largest / smallest {REFERENCE} distance, "
+    fig.suptitle(f"{group} target items: pairs with the {pct} largest / smallest {reference} distance, "
                  "under each embedding table\n(text = the original text table; model:expert.part = a phase's table)",
                  fontsize=10)
     fig.tight_layout()
@@ -150,16 +149,19 @@ def _save(fig, path: Path) -> None:
     _plt().close(fig)
 
 
-def write_report(folder: str | Path, result: Analysis, title: str = "embedding-space analysis", bins: int = 40) -> list[Path]:
-    """Write every file of the analysis into `folder`; returns the PNGs written."""
+def write_report(folder: str | Path, kendall: dict, sep: dict, samples: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
+                 title: str = "embedding-space analysis", bins: int = 40) -> list[Path]:
+    """Write every file of the analysis into `folder`; returns the PNGs written.
+
+    `samples`: group -> view -> (far, near) pair distances, for the histograms.
+    """
     folder = Path(folder)
-    kendall, sep = result.kendall, result.separation
     write_json(folder / "kendall.json", kendall)
     write_json(folder / "separation.json", sep)
     pngs = [folder / f"tau_{space}.png" for space in SPACES if plot_tau(kendall, space, folder / f"tau_{space}.png")]
     for group, g in sep.get("groups", {}).items():
         if g["views"]:
-            plot_pairs(result.samples[group], g["views"], group, sep["top_fraction"], bins, folder / f"pairs_{group}.png")
+            plot_pairs(samples[group], g["views"], group, sep["top_fraction"], sep["reference"], bins, folder / f"pairs_{group}.png")
             pngs.append(folder / f"pairs_{group}.png")
     (folder / "report.md").write_text(report_markdown(title, kendall, sep, pngs))
     (folder / "report.html").write_text(report_html(title, kendall, sep, pngs))
@@ -180,7 +182,7 @@ def _intro(kendall: dict, sep: dict) -> list[str]:
         pct = f"{100 * sep['top_fraction']:g}%"
         lines.append(
             f"Separation (Fig. 3 / 7): among pairs with a cold (or warm) target, the {pct} with the largest and the "
-            f"{pct} with the smallest {REFERENCE} distance; per table, AUC = P(a far pair is farther than a near "
+            f"{pct} with the smallest {sep['reference']} distance; per table, AUC = P(a far pair is farther than a near "
             "pair) (0.5 = not separated, 1 = fully) and gap = difference of means over the pooled std."
         )
     return lines

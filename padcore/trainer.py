@@ -80,8 +80,7 @@ def rank_split(model: PadModel, split: EvalSplit, cfg: TrainConfig, device: torc
         inputs = split.inputs[idx, -max(int(lengths[idx].max()), 1):]
         history = split.history[idx, -max(int(hist_lengths[idx].max()), 1):]
         with _autocast(device):
-            states = [s[:, -1] for s in model.states(inputs.to(device))]
-            scores = model.logits(states, side=side)
+            scores = model.scores(inputs.to(device), side)
         ranks[idx] = target_ranks(scores, split.targets[idx].to(device), history.to(device)).cpu()
     return ranks.numpy()
 

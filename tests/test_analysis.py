@@ -136,7 +136,7 @@ def test_too_few_pairs_are_reported_everywhere(tmp_path, run):
     assert [b["bucket"] for b in buckets] == list(range(1, 8))
     assert {b["status"] for b in buckets[5:]} == {"too few pairs"} and buckets[6]["pairs"] == 0
     assert result.separation["groups"]["cold"]["status"] == "too few pairs"
-    write_report(tmp_path, result)
+    write_report(tmp_path, result.kendall, result.separation, result.samples)
     md = (tmp_path / "report.md").read_text()
     assert "too few (0)" in md and "too few pairs, not analysed" in md
     assert "fewer than 400 pairs" in (tmp_path / "report.html").read_text()
@@ -146,7 +146,7 @@ def test_too_few_pairs_are_reported_everywhere(tmp_path, run):
 
 def test_report_files(tmp_path, run):
     _, _, _, result = run
-    pngs = write_report(tmp_path, result, title="synthetic")
+    pngs = write_report(tmp_path, result.kendall, result.separation, result.samples, title="synthetic")
     assert sorted(p.name for p in pngs) == ["pairs_cold.png", "pairs_warm.png", "tau_collaborative.png", "tau_text.png"]
     for p in pngs:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000

@@ -20,7 +20,7 @@ spec.loader.exec_module(build)
 def test_context_holds_only_what_the_images_install():
     names = tarfile.open(fileobj=BytesIO(build.build_context())).getnames()
     top = {n.split("/")[0] for n in names}
-    assert top == {".dockerignore", ".pad.Dockerfile", "README.md", "pyproject.toml", "padcore", "components", "pipelines"}
+    assert top == {".dockerignore", ".pad.Dockerfile", "README.md", "pyproject.toml", "pad", "padcore", "components", "pipelines"}
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     assert "pipelines/placement.yaml" in names and "padcore/steps.py" in names
 

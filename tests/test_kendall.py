@@ -134,7 +134,7 @@ def test_prime_pantry_pairs(tmp_path):
     import os
     from pathlib import Path
 
-    from padcore.cli import main
+    from pad.cli import main
     from padcore.dataset import load_dataset
 
     if not (Path(os.environ.get("PAD_DATA_HOME", "")) / "prime_pantry").is_dir():

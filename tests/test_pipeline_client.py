@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import yaml
 
-from padcore.cli import main
+from pad.cli import main
 from padcore.errors import PadError
 from pipelines.client import Endpoint, Submission, check_cron, parse_params, schedule, submit
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from padcore.cli import main
+from pad.cli import main
 from padcore.errors import PadError
 from pipelines.client import compile_package
 from pipelines.placement import DEFAULT_PATH, STEPS, load_placement, set_images

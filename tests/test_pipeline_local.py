@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from padcore.cli import main
+from pad.cli import main
 from padcore.errors import PadError
 from pipelines.local import report, run_local
 

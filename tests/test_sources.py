@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import padcore.sources as sources
-from padcore.cli import main
+from pad.cli import main
 from padcore.dataset import Protocol, build_dataset, load_dataset
 from padcore.download import fetch
 from padcore.errors import PadError

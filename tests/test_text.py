@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from padcore import encoders
-from padcore.cli import main
+from pad.cli import main
 from padcore.dataset import Dataset, Protocol, RawData, build_dataset, write_dataset
 from padcore.encoders import Encoder, EncoderSpec
 from padcore.errors import PadError
