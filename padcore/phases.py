@@ -164,8 +164,7 @@ def _alignment_extra(cfg: TrainConfig) -> ExtraLoss:
         items = items[items > 0]
         if len(items) > cfg.mmd_items:
             items = items[torch.randperm(len(items), generator=gen, device=items.device)[: cfg.mmd_items]]
-        return cfg.gamma * alignment_loss(tower.text(items), tower.ids(items), cfg.kernel, cfg.kernels,
-                                          cfg.infonce_temperature)
+        return cfg.gamma * alignment_loss(tower.text(items), tower.ids(items), cfg)
 
     return extra
 

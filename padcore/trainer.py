@@ -19,8 +19,9 @@ from padcore.batches import EvalSplit, SplitTensors
 from padcore.config import TrainConfig
 from padcore.errors import PadError
 from padcore.experts import PadModel
-from padcore.losses import bce_loss, sample_negatives, softmax_loss
+from padcore.losses import Targets
 from padcore.metrics import target_ranks
+from padcore.registry import REC_LOSSES
 
 RESUME = "resume.pt"
 # extra loss: (model, batch item_idx [B, L+1], generator) -> scalar
@@ -43,26 +44,15 @@ class FitResult:
 
 def rec_loss(model: PadModel, batch: torch.Tensor, user_items: torch.Tensor, cfg: TrainConfig, n_items: int,
              gen: torch.Generator) -> torch.Tensor:
-    """L_REC on every next-item position of the batch: a real target after a real input.
+    """L_REC (cfg.loss) on every next-item position of the batch: a real target after a real input.
 
     A row's first item has only padding before it, so it is never a target.
     """
     inputs, targets = batch[:, :-1], batch[:, 1:]
     keep = (targets > 0) & (inputs > 0)
     states = [s[keep] for s in model.states(inputs)]
-    tgt = targets[keep]
-    if cfg.loss == "bce":
-        neg = sample_negatives(user_items, n_items, tuple(targets.shape), gen)[keep]
-        logits = model.logits(states, torch.stack([tgt, neg], -1))
-        return bce_loss(logits[:, 0], logits[:, 1])
-    if cfg.loss == "ce":
-        logits = model.logits(states)
-        logits[:, 0] = float("-inf")
-        return softmax_loss(logits, tgt)
-    neg = torch.randint(1, n_items + 1, (cfg.sampled_negatives,), generator=gen, device=batch.device)
-    logits = torch.cat([model.logits(states, tgt[:, None]), model.logits(states, neg)], 1)
-    accidental = torch.cat([torch.zeros_like(tgt[:, None], dtype=torch.bool), neg[None, :] == tgt[:, None]], 1)
-    return softmax_loss(logits, torch.zeros_like(tgt), accidental)
+    return REC_LOSSES[cfg.loss](lambda items: model.logits(states, items), Targets(targets[keep], keep, user_items,
+                                                                                  n_items), cfg, gen)
 
 
 @torch.no_grad()
