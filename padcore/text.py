@@ -231,12 +231,12 @@ def read_text_meta(path: str | Path, kind: str = "text") -> dict:
     return meta
 
 
-def _open_table(path: Path, meta: dict) -> np.ndarray:
-    """embeddings.npy memory-mapped read-only, checked against its meta."""
+def _open_table(path: Path, meta: dict, mmap_mode: str | None = "r") -> np.ndarray:
+    """embeddings.npy (memory-mapped read-only, or read into memory with mmap_mode=None), checked against its meta."""
     file = path / EMBEDDINGS
     if not file.is_file():
         raise PadError(f"{file}: missing from the text artifact")
-    table = np.load(file, mmap_mode="r")
+    table = np.load(file, mmap_mode=mmap_mode)
     expected = (meta.get("rows"), meta.get("dim"))
     if table.shape != expected or table.dtype != np.dtype(meta.get("dtype")):
         raise PadError(f"{file}: holds {table.shape} {table.dtype}, {path / META} says {expected} {meta.get('dtype')}")
@@ -244,7 +244,12 @@ def _open_table(path: Path, meta: dict) -> np.ndarray:
 
 
 def load_text(path: str | Path, dataset: str | Path | Dataset) -> np.ndarray:
-    """The item text table of `path` as float32 [n_items + 1, dim], checked against `dataset`."""
+    """The item text table of `path` [n_items + 1, dim], checked against `dataset`.
+
+    In memory and writable, in its stored dtype (float16 by default: half the memory
+    of float32, and casting a row to float32 where it is used gives exactly the
+    stored values).
+    """
     path = Path(path)
     meta = read_text_meta(path)
     ds_meta = dataset.meta if isinstance(dataset, Dataset) else load_dataset(dataset).meta
@@ -255,7 +260,8 @@ def load_text(path: str | Path, dataset: str | Path | Dataset) -> np.ndarray:
         )
     if meta.get("rows") != ds_meta["n_items"] + 1:
         raise PadError(f"{path / META}: field 'rows' is {meta.get('rows')}, expected n_items + 1 = {ds_meta['n_items'] + 1}")
-    table = np.array(_open_table(path, meta), dtype=np.float32)  # in memory and writable, whatever the stored dtype
+    # read, not memory-mapped: the mapped file pages would count as resident on top of the copy
+    table = _open_table(path, meta, mmap_mode=None)
     if table[0].any():
         raise PadError(f"{path / EMBEDDINGS} row 0: the padding row must be zeros")
     return table

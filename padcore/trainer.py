@@ -24,6 +24,7 @@ from padcore.metrics import target_ranks
 from padcore.registry import REC_LOSSES
 
 RESUME = "resume.pt"
+SCORE_BUDGET = 1 << 26  # scores per evaluation chunk (256 MiB in float32): about 160 users at 423k items
 # extra loss: (model, batch item_idx [B, L+1], generator) -> scalar
 ExtraLoss = Callable[[PadModel, torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -57,16 +58,21 @@ def rec_loss(model: PadModel, batch: torch.Tensor, user_items: torch.Tensor, cfg
 
 @torch.no_grad()
 def rank_split(model: PadModel, split: EvalSplit, cfg: TrainConfig, device: torch.device) -> np.ndarray:
-    """0-based full-ranking rank of each user's target (vectorised, in user chunks)."""
+    """0-based full-ranking rank of each user's target (vectorised, in user chunks).
+
+    A chunk holds at most `cfg.eval_batch` users and SCORE_BUDGET scores, so memory
+    stays bounded whatever the catalogue size.
+    """
     model.eval()
     ranks = torch.empty(len(split.targets), dtype=torch.long)
     with _autocast(device):
         side = model.item_side()  # item tables and gate weights, once for all users
+        candidates = model.scores(split.inputs[:1].to(device), side).shape[1]
     # users in order of input length, so each chunk drops the columns that are padding in all its rows
     lengths = (split.inputs > 0).sum(1)
     order = torch.sort(lengths, stable=True).indices
     hist_lengths = (split.history > 0).sum(1)
-    for idx in order.split(cfg.eval_batch):
+    for idx in order.split(max(1, min(cfg.eval_batch, SCORE_BUDGET // candidates))):
         inputs = split.inputs[idx, -max(int(lengths[idx].max()), 1):]
         history = split.history[idx, -max(int(hist_lengths[idx].max()), 1):]
         with _autocast(device):

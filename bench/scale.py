@@ -1,0 +1,466 @@
+"""Scale benchmark: every pad step on synthetic logs of the paper's sizes, and how cost grows.
+
+A synthetic log has the shape of the real ones: sequences of 5-23 items (the
+protocol keeps the latest 23) with a chosen mean, power-law item popularity,
+every item seen at least once, and item texts given as random unit vectors of
+the requested width, written as a float16 text artifact (no encoder). Each step
+runs in its own process, as a pipeline step does; the bench reports its time,
+peak resident memory (`wait4`) and artifact size:
+
+- preprocess (`pad preprocess --source files:...`),
+- pretrain, align, finetune (`--epochs` each, default 1): training seconds per
+  epoch and the full-ranking evaluation seconds, timed apart inside the step,
+- analyze (Kendall's tau and pair separation),
+- recommend (`pad recommend`, when the CLI has it).
+
+    python bench/scale.py run --preset mind --dim 384
+    python bench/scale.py run --preset electronics --dim 4096
+    python bench/scale.py sweep --users 25000 --items 10000 --interactions 250000 --dim 4096
+    python bench/scale.py table /work/runs/scale/*/result.json   # the Markdown for bench/RESULTS.md
+
+Data and artifacts go under --work (default /work/runs/scale); a generated log
+is reused by a later run with the same spec. A step whose resident memory
+passes --rss-cap is stopped and reported as such, so a run never starves the
+machine it shares.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+PRESETS = {  # the paper's Table 1, after its protocol (users with >= 5 items, the latest 23 kept)
+    "mind": (630_235, 79_707, 9_667_540),
+    "electronics": (598_307, 423_191, 5_137_265),
+    "prime_pantry": (12_871, 8_347, 115_004),
+}
+MIN_LEN, KEEP_LAST = 5, 23  # the default protocol: min_len 5, max_len 20 (+3 targets)
+PHASES = ("pretrain", "align", "finetune")
+# epochs of a full CPU run, as measured on Prime Pantry (bench/RESULTS.md "quality", BCE): phase 3 stops
+# after `patience` epochs without beating its start
+FULL_EPOCHS = {"pretrain": 60, "align": 60, "finetune": 10}
+GIB = 2**30
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One synthetic log and its text width."""
+
+    users: int
+    items: int
+    interactions: int
+    dim: int
+    alpha: float = 1.0  # item popularity ~ 1 / (rank + offset) ** alpha
+    offset: float = 10.0
+    seed: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"u{self.users}-i{self.items}-n{self.interactions}-d{self.dim}"
+
+
+# ---------------------------------------------------------------- synthetic data
+
+
+def length_parameter(mean: float) -> float:
+    """p such that min(MIN_LEN - 1 + Geometric(p), KEEP_LAST) has the given mean."""
+    span = KEEP_LAST - MIN_LEN + 1
+    if not MIN_LEN <= mean <= KEEP_LAST:
+        raise SystemExit(f"mean sequence length {mean:.2f}: must lie in [{MIN_LEN}, {KEEP_LAST}]")
+
+    def expected(p: float) -> float:  # E[min(G, span)] = sum_{k<span} (1-p)^k
+        return MIN_LEN - 1 + (1 - (1 - p) ** span) / p
+
+    lo, hi = 1e-9, 1.0
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if expected(mid) > mean else (lo, mid)
+    return (lo + hi) / 2
+
+
+def generate(folder: Path, spec: Spec) -> int:
+    """Write interactions.parquet and items.parquet (the `files:` format); returns the interaction count."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(spec.seed)
+    p = length_parameter(spec.interactions / spec.users)
+    lengths = np.minimum(MIN_LEN - 1 + rng.geometric(p, size=spec.users), KEEP_LAST)
+    total = int(lengths.sum())
+    if total < spec.items:
+        raise SystemExit(f"{total:,} interactions cannot cover {spec.items:,} items")
+    # power-law popularity over a random ranking of the items, and every item at least once
+    rank_of = rng.permutation(spec.items)
+    weight = 1.0 / (np.arange(spec.items) + spec.offset) ** spec.alpha
+    items = rank_of[np.minimum(np.searchsorted(np.cumsum(weight / weight.sum()), rng.random(total)), spec.items - 1)]
+    items[rng.choice(total, size=spec.items, replace=False)] = rng.permutation(spec.items)
+    users = np.repeat(np.arange(spec.users), lengths)
+    # each user's items in time order from a random start; rows shuffled as in a real export
+    stamps = np.repeat(rng.integers(1_500_000_000, 1_600_000_000, size=spec.users), lengths)
+    stamps += np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    order = rng.permutation(total)
+    user_names = pa.array([f"U{u}" for u in range(spec.users)])
+    item_names = pa.array([f"I{i}" for i in range(spec.items)])
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"user": user_names.take(pa.array(users[order])),
+                             "item": item_names.take(pa.array(items[order])),
+                             "timestamp": pa.array(stamps[order])}), folder / "interactions.parquet")
+    pq.write_table(pa.table({"item": item_names, "text": pa.array([f"item {i}" for i in range(spec.items)])}),
+                   folder / "items.parquet")
+    return total
+
+
+def write_random_text(dataset: Path, out: Path, dim: int, seed: int, chunk: int = 1 << 14) -> None:
+    """A float16 text artifact of random unit vectors for the dataset's items (row 0 = padding zeros)."""
+    from padcore.artifacts import META, atomic_dir, read_meta, write_json
+    from padcore.text import EMBEDDINGS, FORMAT, text_hash
+
+    meta = read_meta(dataset, "dataset")
+    rows = meta["n_items"] + 1
+    settings = {"encoder": "random", "model": f"normal/sqrt(d), seed {seed}", "dim": dim}
+    rng = np.random.default_rng(seed)
+    with atomic_dir(out) as tmp:
+        table = np.lib.format.open_memmap(tmp / EMBEDDINGS, mode="w+", dtype=np.float16, shape=(rows, dim))
+        table[0] = 0
+        for lo in range(1, rows, chunk):
+            hi = min(lo + chunk, rows)
+            table[lo:hi] = rng.standard_normal((hi - lo, dim), dtype=np.float32) / np.sqrt(dim)
+        table.flush()
+        del table
+        write_json(tmp / META, {
+            "kind": "text", "format": FORMAT, "encoder": "random", "model": settings["model"], "dim": dim,
+            "dtype": "float16", "rows": rows, "n_items": meta["n_items"], "items": meta["n_items"],
+            "item_hash": meta["item_hash"], "dataset_id": meta["dataset_id"],
+            "text_hash": text_hash(meta["item_hash"], settings, "float16", None), "settings": settings,
+            "empty_texts": 0, "empty_items": [], "placeholder": None,
+        })
+
+
+# ---------------------------------------------------------------- running a step
+
+
+def _max_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def child(report: Path, argv: list[str]) -> int:
+    """Run `pad <argv>` in this process with every full-ranking evaluation timed; write `report`.
+
+    The library is imported before the clock starts, so `seconds` is the step's own work.
+    """
+    import padcore.analysis  # noqa: F401
+    import padcore.phases  # noqa: F401
+    import padcore.trainer as trainer
+    from pad.cli import main
+
+    original, evals = trainer.rank_split, []
+
+    def timed(model, split, *args, **kwargs):
+        before, t0 = _max_rss(), time.perf_counter()
+        ranks = original(model, split, *args, **kwargs)
+        evals.append({"users": len(split.targets), "seconds": time.perf_counter() - t0,
+                      "max_rss_before": before, "max_rss_after": _max_rss()})
+        return ranks
+
+    for module in list(sys.modules.values()):  # the trainer's own name and every `from ... import rank_split`
+        if getattr(module, "__name__", "").startswith("padcore") and getattr(module, "rank_split", None) is original:
+            module.rank_split = timed
+    t0 = time.perf_counter()
+    rc = main(argv)
+    report.write_text(json.dumps({"rc": rc, "seconds": time.perf_counter() - t0, "evals": evals}))
+    return rc
+
+
+def run_step(name: str, argv: list[str], work: Path, threads: int, rss_cap: float) -> dict:
+    """`pad <argv>` in a child process: wall time, peak RSS (wait4), the child's report; stopped above rss_cap."""
+    report = work / f".{name}.child.json"
+    report.unlink(missing_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    log = (work / f"{name}.log").open("w")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, __file__, "child", str(report), "--", *argv], env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    capped = threading.Event()
+    threading.Thread(target=_watch, args=(proc, rss_cap, capped), daemon=True).start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    log.close()
+    out = {"wall": time.perf_counter() - t0, "peak_rss": usage.ru_maxrss * 1024, "rc": proc.returncode,
+           "capped": capped.is_set()}
+    if report.is_file():
+        out.update(json.loads(report.read_text()))
+    state = "stopped above the RSS cap" if out["capped"] else f"exit {out['rc']}"
+    print(f"  {name:<10} {out['wall']:8.1f} s  peak RSS {out['peak_rss'] / GIB:6.2f} GiB  ({state})", flush=True)
+    return out
+
+
+def _watch(proc: subprocess.Popen, cap: float, capped: threading.Event) -> None:
+    """Kill the child (and only it) when its resident memory passes `cap` bytes."""
+    status = Path(f"/proc/{proc.pid}/status")
+    while proc.returncode is None:
+        try:
+            rss = next(int(line.split()[1]) * 1024 for line in status.read_text().splitlines()
+                       if line.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            return
+        if rss > cap:
+            capped.set()
+            proc.kill()
+            return
+        time.sleep(0.2)
+
+
+def phase_figures(step: dict, metrics: dict) -> dict:
+    """Training s/epoch (the epoch's time less its validation), evaluation s, and where the memory peaked."""
+    evals = step.get("evals", [])
+    trained = [h for h in metrics["history"] if h["epoch"] > 0]
+    # evaluation calls: epoch 0, one per epoch, then the best checkpoint on valid and on test
+    train = [h["seconds"] - e["seconds"] for h, e in zip(trained, evals[1:])]
+    return {
+        "train_s_per_epoch": float(np.mean(train)) if train else None,
+        "eval_s": evals[-1]["seconds"] if evals else None,
+        "eval_users": evals[-1]["users"] if evals else None,
+        "rss_before_eval": evals[0]["max_rss_before"] if evals else None,
+        "rss_after_train": max((e["max_rss_before"] for e in evals[1:]), default=None),
+    }
+
+
+def du(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
+
+
+def has_verb(verb: str) -> bool:
+    from pad.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return verb in sub.choices
+
+
+def run_scenario(spec: Spec, root: Path, epochs: int, threads: int, rss_cap: float, label: str = "") -> dict:
+    """Generate (or reuse) the log, run every step, write and return `result.json`."""
+    work = root / (label or spec.name)
+    raw, ds, text = work / "raw", work / "dataset", work / "text"
+    work.mkdir(parents=True, exist_ok=True)
+    spec_file = work / "spec.json"
+    if not (spec_file.is_file() and json.loads(spec_file.read_text()) == asdict(spec)):
+        print(f"[scale] generating {spec.name} ...", flush=True)
+        generate(raw, spec)
+        spec_file.write_text(json.dumps(asdict(spec)))
+    print(f"[scale] {label or spec.name}: {spec.users:,} users, {spec.items:,} items, ~{spec.interactions:,} "
+          f"interactions, {spec.dim}-d text; {epochs} epoch(s) per phase, {threads} thread(s)", flush=True)
+    steps: dict[str, dict] = {}
+    run = lambda name, argv: steps.setdefault(name, run_step(name, argv, work, threads, rss_cap))  # noqa: E731
+    if run("preprocess", ["preprocess", "--source", f"files:{raw}", "--out", str(ds)])["rc"]:
+        return _finish(work, spec, steps, epochs, threads)
+    write_random_text(ds, text, spec.dim, spec.seed)
+    training = ["--epochs", str(epochs), "--set", f"threads={threads}"]
+    m1, m2, m3 = work / "pretrain", work / "align", work / "finetune"
+    chain = {
+        "pretrain": ["pretrain", "--dataset", str(ds), "--out", str(m1), *training],
+        "align": ["align", "--dataset", str(ds), "--text", str(text), "--id-model", str(m1), "--out", str(m2),
+                  *training],
+        "finetune": ["finetune", "--dataset", str(ds), "--text", str(text), "--id-model", str(m1),
+                     "--align-model", str(m2), "--out", str(m3), *training],
+        "analyze": ["analyze", "--dataset", str(ds), "--text", str(text), "--id-model", str(m1),
+                    "--align-model", str(m2), "--final-model", str(m3), "--out", str(work / "analysis")],
+    }
+    if has_verb("recommend"):
+        chain["recommend"] = ["recommend", "--model", str(m3), "--dataset", str(ds), "--text", str(text),
+                              "--out", str(work / "recommendations.parquet")]
+    for name, argv in chain.items():
+        if run(name, argv)["rc"]:
+            break
+    return _finish(work, spec, steps, epochs, threads)
+
+
+def _finish(work: Path, spec: Spec, steps: dict, epochs: int, threads: int) -> dict:
+    for phase in PHASES:
+        metrics_file = work / phase / "metrics.json"
+        if phase in steps and not steps[phase]["rc"] and metrics_file.is_file():
+            steps[phase].update(phase_figures(steps[phase], json.loads(metrics_file.read_text())))
+    meta_file = work / "dataset" / "meta.json"
+    kept = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    sizes = {name: du(work / name) for name in
+             ("raw", "dataset", "text", *PHASES, "analysis", "recommendations.parquet")}
+    result = {
+        "spec": asdict(spec), "epochs": epochs, "threads": threads, "machine": machine(),
+        "dataset": {k: kept.get(k) for k in ("n_users", "n_items", "n_interactions")},
+        "steps": steps, "sizes": sizes, "recommend": "measured" if "recommend" in steps else
+        "not run: `pad recommend` is not in this checkout's CLI",
+    }
+    (work / "result.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def machine() -> dict:
+    import torch
+
+    import padcore
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    mem = next(int(line.split()[1]) * 1024 for line in Path("/proc/meminfo").read_text().splitlines()
+               if line.startswith("MemTotal:"))
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(padcore.__file__).parent).stdout.strip()  # the code measured
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem / GIB, 1), "python": platform.python_version(),
+            "torch": torch.__version__, "commit": commit, "load_average": os.getloadavg()[0]}
+
+
+def baseline_rss(work: Path) -> int:
+    """Peak RSS of a step process that only imports pad (what every step pays before any data)."""
+    return run_step("baseline", ["--help"], work, 1, float("inf"))["peak_rss"]
+
+
+# ---------------------------------------------------------------- reporting
+
+
+def projected_seconds(step: dict, phase: str) -> float | None:
+    """A full CPU run of the phase: FULL_EPOCHS epochs, a validation after each and at the start, then valid + test."""
+    if step.get("train_s_per_epoch") is None:
+        return None
+    n = FULL_EPOCHS[phase]
+    return n * step["train_s_per_epoch"] + (n + 3) * step["eval_s"]
+
+
+def slope(x: list[float], y: list[float]) -> float | None:
+    """Least-squares exponent b of y ~ x^b."""
+    pts = [(math.log(a), math.log(b)) for a, b in zip(x, y) if a and b and b > 0]
+    if len(pts) < 2:
+        return None
+    lx, ly = np.array(pts).T
+    return float(np.polyfit(lx, ly, 1)[0])
+
+
+def measures(result: dict, base_rss: int) -> dict[str, float | None]:
+    """The figures a sweep fits exponents to: per step, seconds and peak RSS above the import baseline."""
+    out: dict[str, float | None] = {}
+    for name, s in result["steps"].items():
+        if s["rc"]:
+            continue
+        if name in PHASES:
+            out[f"{name} train s/epoch"] = s.get("train_s_per_epoch")
+            out[f"{name} eval s"] = s.get("eval_s")
+        else:
+            out[f"{name} s"] = s.get("seconds", s["wall"])
+        out[f"{name} RSS"] = max(s["peak_rss"] - base_rss, 1)
+    return out
+
+
+def sweep(args: argparse.Namespace) -> None:
+    root = Path(args.work) / "sweep"
+    root.mkdir(parents=True, exist_ok=True)
+    base_rss = baseline_rss(root)
+    points = {"users": [], "items": []}
+    for axis in points:
+        for f in args.factors:
+            spec = Spec(args.users * (f if axis == "users" else 1), args.items * (f if axis == "items" else 1),
+                        args.interactions * (f if axis == "users" else 1), args.dim, seed=args.seed)
+            result = run_scenario(spec, root, args.epochs, args.threads, args.rss_cap * GIB, f"{axis}-x{f}")
+            points[axis].append((f, measures(result, base_rss)))
+    exponents = {axis: {k: slope([f for f, _ in pts], [m.get(k) for _, m in pts]) for k in pts[0][1]}
+                 for axis, pts in points.items()}
+    summary = {"base": vars(args) | {"baseline_rss": base_rss}, "points": points, "exponents": exponents}
+    (root / "sweep.json").write_text(json.dumps(summary, indent=1))
+    print(sweep_table(summary))
+
+
+def gib(b: float | None) -> str:
+    return "-" if b is None else f"{b / GIB:.2f}"
+
+
+def sec(s: float | None) -> str:
+    return "-" if s is None else f"{s:,.1f}"
+
+
+def scenario_table(results: list[dict]) -> str:
+    lines = ["| run | step | wall s | train s/epoch | eval s | peak RSS GiB | projected full run |",
+             "|---|---|---|---|---|---|---|"]
+    for r in results:
+        sp, d = r["spec"], r["dataset"]
+        name = (f"{d['n_users'] or sp['users']:,} users, {d['n_items'] or sp['items']:,} items, "
+                f"{d['n_interactions'] or sp['interactions']:,} inter., {sp['dim']}-d")
+        total = 0.0
+        for step, s in r["steps"].items():
+            state = " (stopped: RSS cap)" if s["capped"] else (f" (exit {s['rc']})" if s["rc"] else "")
+            proj = projected_seconds(s, step) if step in PHASES else s["wall"]
+            total += proj or 0.0
+            lines.append(f"| {name} | {step}{state} | {sec(s['wall'])} | {sec(s.get('train_s_per_epoch'))} | "
+                         f"{sec(s.get('eval_s'))} | {gib(s['peak_rss'])} | "
+                         f"{'-' if proj is None else f'{proj / 3600:.1f} h'} |")
+            name = ""
+        lines.append(f"| | **total** | | | | **{gib(max(s['peak_rss'] for s in r['steps'].values()))}** | "
+                     f"**{total / 3600:.1f} h** |")
+    sizes = ["", "| run | " + " | ".join(results[0]["sizes"]) + " |", "|---" * (len(results[0]["sizes"]) + 1) + "|"]
+    for r in results:
+        sp = r["spec"]
+        sizes.append(f"| {sp['users']:,} u / {sp['items']:,} i / {sp['dim']}-d | "
+                     + " | ".join(f"{v / 2**20:,.0f} MiB" for v in r["sizes"].values()) + " |")
+    return "\n".join(lines + sizes)
+
+
+def sweep_table(summary: dict) -> str:
+    out = []
+    for axis, pts in summary["points"].items():
+        keys = list(pts[0][1])
+        out += [f"| {axis} × | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+        for f, m in pts:
+            out.append(f"| {f} | " + " | ".join(gib(m.get(k)) if k.endswith("RSS") else sec(m.get(k)) for k in keys)
+                       + " |")
+        exps = summary["exponents"][axis]
+        out.append("| **exponent** | " + " | ".join("-" if exps[k] is None else f"**{exps[k]:.2f}**" for k in keys)
+                   + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "child":
+        return child(Path(sys.argv[2]), sys.argv[4:])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    for verb in ("run", "sweep"):
+        p = verbs.add_parser(verb)
+        p.add_argument("--users", type=int, default=25_000)
+        p.add_argument("--items", type=int, default=10_000)
+        p.add_argument("--interactions", type=int, default=250_000)
+        p.add_argument("--dim", type=int, default=384, help="text width")
+        p.add_argument("--epochs", type=int, default=1, help="training epochs per phase")
+        p.add_argument("--threads", type=int, default=1, help="torch threads per step")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--rss-cap", type=float, default=20.0, help="GiB; a step above it is stopped")
+        p.add_argument("--work", default="/work/runs/scale")
+    verbs.choices["run"].add_argument("--preset", choices=sorted(PRESETS), help="users, items, interactions of a "
+                                      "paper dataset")
+    verbs.choices["sweep"].add_argument("--factors", type=int, nargs="+", default=[1, 2, 4, 8])
+    p = verbs.add_parser("table")
+    p.add_argument("results", nargs="+", help="result.json files of `run`")
+    args = parser.parse_args()
+    if args.verb == "table":
+        print(scenario_table([json.loads(Path(f).read_text()) for f in args.results]))
+    elif args.verb == "sweep":
+        sweep(args)
+    else:
+        users, items, inter = PRESETS[args.preset] if args.preset else (args.users, args.items, args.interactions)
+        result = run_scenario(Spec(users, items, inter, args.dim, seed=args.seed), Path(args.work), args.epochs,
+                              args.threads, args.rss_cap * GIB, f"{args.preset}-{args.dim}" if args.preset else "")
+        print(scenario_table([result]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
