@@ -32,6 +32,7 @@ import math
 import os
 import platform
 import resource
+import signal
 import subprocess
 import sys
 import threading
@@ -44,7 +45,6 @@ import numpy as np
 PRESETS = {  # the paper's Table 1, after its protocol (users with >= 5 items, the latest 23 kept)
     "mind": (630_235, 79_707, 9_667_540),
     "electronics": (598_307, 423_191, 5_137_265),
-    "prime_pantry": (12_871, 8_347, 115_004),
 }
 MIN_LEN, KEEP_LAST = 5, 23  # the default protocol: min_len 5, max_len 20 (+3 targets)
 PHASES = ("pretrain", "align", "finetune")
@@ -129,14 +129,15 @@ def write_random_text(dataset: Path, out: Path, dim: int, seed: int, chunk: int 
 
     meta = read_meta(dataset, "dataset")
     rows = meta["n_items"] + 1
-    settings = {"encoder": "random", "model": f"normal/sqrt(d), seed {seed}", "dim": dim}
+    settings = {"encoder": "random", "model": f"unit normal vectors, seed {seed}", "dim": dim}
     rng = np.random.default_rng(seed)
     with atomic_dir(out) as tmp:
         table = np.lib.format.open_memmap(tmp / EMBEDDINGS, mode="w+", dtype=np.float16, shape=(rows, dim))
         table[0] = 0
         for lo in range(1, rows, chunk):
             hi = min(lo + chunk, rows)
-            table[lo:hi] = rng.standard_normal((hi - lo, dim), dtype=np.float32) / np.sqrt(dim)
+            v = rng.standard_normal((hi - lo, dim), dtype=np.float32)
+            table[lo:hi] = v / np.linalg.norm(v, axis=1, keepdims=True)
         table.flush()
         del table
         write_json(tmp / META, {
@@ -168,18 +169,24 @@ def child(report: Path, argv: list[str]) -> int:
     original, evals = trainer.rank_split, []
 
     def timed(model, split, *args, **kwargs):
-        before, t0 = _max_rss(), time.perf_counter()
+        before, start, cpu = _max_rss(), time.perf_counter(), time.process_time()
         ranks = original(model, split, *args, **kwargs)
-        evals.append({"users": len(split.targets), "seconds": time.perf_counter() - t0,
+        evals.append({"users": len(split.targets), "start": start, "end": time.perf_counter(),
+                      "cpu_start": cpu, "cpu_end": time.process_time(),
                       "max_rss_before": before, "max_rss_after": _max_rss()})
         return ranks
 
     for module in list(sys.modules.values()):  # the trainer's own name and every `from ... import rank_split`
         if getattr(module, "__name__", "").startswith("padcore") and getattr(module, "rank_split", None) is original:
             module.rank_split = timed
-    t0 = time.perf_counter()
+    t0, cpu = time.perf_counter(), time.process_time()
     rc = main(argv)
-    report.write_text(json.dumps({"rc": rc, "seconds": time.perf_counter() - t0, "evals": evals}))
+    out = {"rc": rc, "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - cpu, "evals": evals}
+    import torch
+
+    if torch.cuda.is_initialized():
+        out["gpu_peak"] = torch.cuda.max_memory_allocated()
+    report.write_text(json.dumps(out))
     return rc
 
 
@@ -194,7 +201,11 @@ def run_step(name: str, argv: list[str], work: Path, threads: int, rss_cap: floa
                             stdout=log, stderr=subprocess.STDOUT)
     capped = threading.Event()
     threading.Thread(target=_watch, args=(proc, rss_cap, capped), daemon=True).start()
-    _, status, usage = os.wait4(proc.pid, 0)
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    except BaseException:  # the bench itself is stopped: stop its step too
+        proc.kill()
+        raise
     proc.returncode = os.waitstatus_to_exitcode(status)
     log.close()
     out = {"wall": time.perf_counter() - t0, "peak_rss": usage.ru_maxrss * 1024, "rc": proc.returncode,
@@ -222,17 +233,25 @@ def _watch(proc: subprocess.Popen, cap: float, capped: threading.Event) -> None:
         time.sleep(0.2)
 
 
-def phase_figures(step: dict, metrics: dict) -> dict:
-    """Training s/epoch (the epoch's time less its validation), evaluation s, and where the memory peaked."""
+def phase_figures(step: dict) -> dict:
+    """A phase's training s/epoch, evaluation s (wall and CPU) and where its memory peaked.
+
+    The evaluation calls are epoch 0, one after each epoch, then the best checkpoint on
+    valid and on test; an epoch's training is the time between two of them.
+    """
     evals = step.get("evals", [])
-    trained = [h for h in metrics["history"] if h["epoch"] > 0]
-    # evaluation calls: epoch 0, one per epoch, then the best checkpoint on valid and on test
-    train = [h["seconds"] - e["seconds"] for h, e in zip(trained, evals[1:])]
+    if not evals:
+        return {}
+    epochs = list(zip(evals[:-3], evals[1:-2]))
+    test = evals[-1]
+    mean = lambda xs: float(np.mean(xs)) if xs else None  # noqa: E731
     return {
-        "train_s_per_epoch": float(np.mean(train)) if train else None,
-        "eval_s": evals[-1]["seconds"] if evals else None,
-        "eval_users": evals[-1]["users"] if evals else None,
-        "rss_before_eval": evals[0]["max_rss_before"] if evals else None,
+        "train_s_per_epoch": mean([b["start"] - a["end"] for a, b in epochs]),
+        "train_cpu_s_per_epoch": mean([b["cpu_start"] - a["cpu_end"] for a, b in epochs]),
+        "eval_s": test["end"] - test["start"],
+        "eval_cpu_s": test["cpu_end"] - test["cpu_start"],
+        "eval_users": test["users"],
+        "rss_before_eval": evals[0]["max_rss_before"],
         "rss_after_train": max((e["max_rss_before"] for e in evals[1:]), default=None),
     }
 
@@ -250,24 +269,32 @@ def has_verb(verb: str) -> bool:
     return verb in sub.choices
 
 
-def run_scenario(spec: Spec, root: Path, epochs: int, threads: int, rss_cap: float, label: str = "") -> dict:
-    """Generate (or reuse) the log, run every step, write and return `result.json`."""
+def run_scenario(spec: Spec | None, root: Path, epochs: int, threads: int, rss_cap: float, label: str = "",
+                 device: str = "cpu", source: str = "", skip: tuple[str, ...] = ()) -> dict:
+    """Run every step (less `skip`) on the synthetic log of `spec` (generated, or reused) or on a pad `source`
+    with MiniLM text; `epochs` 0 = the training defaults. Writes and returns `result.json`."""
     work = root / (label or spec.name)
     raw, ds, text = work / "raw", work / "dataset", work / "text"
     work.mkdir(parents=True, exist_ok=True)
-    spec_file = work / "spec.json"
-    if not (spec_file.is_file() and json.loads(spec_file.read_text()) == asdict(spec)):
-        print(f"[scale] generating {spec.name} ...", flush=True)
-        generate(raw, spec)
-        spec_file.write_text(json.dumps(asdict(spec)))
-    print(f"[scale] {label or spec.name}: {spec.users:,} users, {spec.items:,} items, ~{spec.interactions:,} "
-          f"interactions, {spec.dim}-d text; {epochs} epoch(s) per phase, {threads} thread(s)", flush=True)
     steps: dict[str, dict] = {}
     run = lambda name, argv: steps.setdefault(name, run_step(name, argv, work, threads, rss_cap))  # noqa: E731
-    if run("preprocess", ["preprocess", "--source", f"files:{raw}", "--out", str(ds)])["rc"]:
-        return _finish(work, spec, steps, epochs, threads)
-    write_random_text(ds, text, spec.dim, spec.seed)
-    training = ["--epochs", str(epochs), "--set", f"threads={threads}"]
+    print(f"[scale] {label or spec.name}: " + (f"source {source}, MiniLM text" if source else
+          f"{spec.users:,} users, {spec.items:,} items, ~{spec.interactions:,} interactions, {spec.dim}-d text")
+          + f"; {epochs or 'default'} epoch(s) per phase, {threads} thread(s), {device}", flush=True)
+    if source:
+        if run("preprocess", ["preprocess", "--source", source, "--out", str(ds)])["rc"] or run(
+                "embed", ["embed", "--dataset", str(ds), "--out", str(text), "--device", device, "--no-cache"])["rc"]:
+            return _finish(work, spec, steps, epochs, threads, device, source)
+    else:
+        spec_file = work / "spec.json"
+        if not (spec_file.is_file() and json.loads(spec_file.read_text()) == asdict(spec)):
+            print(f"[scale] generating {spec.name} ...", flush=True)
+            generate(raw, spec)
+            spec_file.write_text(json.dumps(asdict(spec)))
+        if run("preprocess", ["preprocess", "--source", f"files:{raw}", "--out", str(ds)])["rc"]:
+            return _finish(work, spec, steps, epochs, threads, device, source)
+        write_random_text(ds, text, spec.dim, spec.seed)
+    training = [*(["--epochs", str(epochs)] if epochs else []), "--device", device, "--set", f"threads={threads}"]
     m1, m2, m3 = work / "pretrain", work / "align", work / "finetune"
     chain = {
         "pretrain": ["pretrain", "--dataset", str(ds), "--out", str(m1), *training],
@@ -278,29 +305,30 @@ def run_scenario(spec: Spec, root: Path, epochs: int, threads: int, rss_cap: flo
         "analyze": ["analyze", "--dataset", str(ds), "--text", str(text), "--id-model", str(m1),
                     "--align-model", str(m2), "--final-model", str(m3), "--out", str(work / "analysis")],
     }
-    if has_verb("recommend"):
+    if has_verb("recommend"):  # issue 14 adds the verb
         chain["recommend"] = ["recommend", "--model", str(m3), "--dataset", str(ds), "--text", str(text),
                               "--out", str(work / "recommendations.parquet")]
     for name, argv in chain.items():
-        if run(name, argv)["rc"]:
+        if name not in skip and run(name, argv)["rc"]:
             break
-    return _finish(work, spec, steps, epochs, threads)
+    return _finish(work, spec, steps, epochs, threads, device, source)
 
 
-def _finish(work: Path, spec: Spec, steps: dict, epochs: int, threads: int) -> dict:
+def _finish(work: Path, spec: Spec | None, steps: dict, epochs: int, threads: int, device: str,
+            source: str) -> dict:
     for phase in PHASES:
-        metrics_file = work / phase / "metrics.json"
-        if phase in steps and not steps[phase]["rc"] and metrics_file.is_file():
-            steps[phase].update(phase_figures(steps[phase], json.loads(metrics_file.read_text())))
-    meta_file = work / "dataset" / "meta.json"
-    kept = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+        if phase in steps and not steps[phase]["rc"]:
+            steps[phase].update(phase_figures(steps[phase]))
+    read = lambda f: json.loads(f.read_text()) if f.is_file() else {}  # noqa: E731
+    kept, text = read(work / "dataset" / "meta.json"), read(work / "text" / "meta.json")
     sizes = {name: du(work / name) for name in
              ("raw", "dataset", "text", *PHASES, "analysis", "recommendations.parquet")}
     result = {
-        "spec": asdict(spec), "epochs": epochs, "threads": threads, "machine": machine(),
-        "dataset": {k: kept.get(k) for k in ("n_users", "n_items", "n_interactions")},
+        "spec": asdict(spec) if spec else None, "source": source or "synthetic", "device": device,
+        "epochs": epochs, "threads": threads, "machine": machine(),
+        "dataset": {k: kept.get(k) for k in ("n_users", "n_items", "n_interactions")} | {"text_dim": text.get("dim")},
         "steps": steps, "sizes": sizes, "recommend": "measured" if "recommend" in steps else
-        "not run: `pad recommend` is not in this checkout's CLI",
+        "skipped" if has_verb("recommend") else "not run: `pad recommend` is not in this checkout's CLI",
     }
     (work / "result.json").write_text(json.dumps(result, indent=1))
     return result
@@ -318,7 +346,8 @@ def machine() -> dict:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=Path(padcore.__file__).parent).stdout.strip()  # the code measured
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem / GIB, 1), "python": platform.python_version(),
-            "torch": torch.__version__, "commit": commit, "load_average": os.getloadavg()[0]}
+            "torch": torch.__version__, "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "commit": commit, "load_average": os.getloadavg()[0]}
 
 
 def baseline_rss(work: Path) -> int:
@@ -347,16 +376,17 @@ def slope(x: list[float], y: list[float]) -> float | None:
 
 
 def measures(result: dict, base_rss: int) -> dict[str, float | None]:
-    """The figures a sweep fits exponents to: per step, seconds and peak RSS above the import baseline."""
+    """The figures a sweep fits exponents to: per step, CPU seconds (steadier than wall time on a shared
+    machine) and peak RSS above the import baseline."""
     out: dict[str, float | None] = {}
     for name, s in result["steps"].items():
         if s["rc"]:
             continue
         if name in PHASES:
-            out[f"{name} train s/epoch"] = s.get("train_s_per_epoch")
-            out[f"{name} eval s"] = s.get("eval_s")
+            out[f"{name} train s/epoch"] = s.get("train_cpu_s_per_epoch")
+            out[f"{name} eval s"] = s.get("eval_cpu_s")
         else:
-            out[f"{name} s"] = s.get("seconds", s["wall"])
+            out[f"{name} s"] = s.get("cpu_seconds")
         out[f"{name} RSS"] = max(s["peak_rss"] - base_rss, 1)
     return out
 
@@ -387,29 +417,45 @@ def sec(s: float | None) -> str:
     return "-" if s is None else f"{s:,.1f}"
 
 
+def pair(wall: float | None, cpu: float | None) -> str:
+    return "-" if wall is None else f"{wall:,.1f} ({cpu:,.1f})"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.1f} min"
+
+
 def scenario_table(results: list[dict]) -> str:
-    lines = ["| run | step | wall s | train s/epoch | eval s | peak RSS GiB | projected full run |",
-             "|---|---|---|---|---|---|---|"]
+    """Per run and step: wall time, training s/epoch, evaluation s, peak RSS (and GPU memory), projected full run."""
+    gpu = any("gpu_peak" in s for r in results for s in r["steps"].values())
+    lines = ["| run | step | wall s | train s/epoch (CPU s) | eval s (CPU s) | peak RSS GiB |"
+             + (" peak GPU GiB |" if gpu else "")
+             + " full run (projected) |", "|---" * (7 + gpu) + "|"]
     for r in results:
-        sp, d = r["spec"], r["dataset"]
-        name = (f"{d['n_users'] or sp['users']:,} users, {d['n_items'] or sp['items']:,} items, "
-                f"{d['n_interactions'] or sp['interactions']:,} inter., {sp['dim']}-d")
+        d = r["dataset"]
+        name = (f"{d['n_users']:,} users, {d['n_items']:,} items, {d['n_interactions']:,} inter., "
+                f"{d['text_dim']}-d" if d["n_users"] else r["source"])
         total = 0.0
         for step, s in r["steps"].items():
             state = " (stopped: RSS cap)" if s["capped"] else (f" (exit {s['rc']})" if s["rc"] else "")
-            proj = projected_seconds(s, step) if step in PHASES else s["wall"]
-            total += proj or 0.0
-            lines.append(f"| {name} | {step}{state} | {sec(s['wall'])} | {sec(s.get('train_s_per_epoch'))} | "
-                         f"{sec(s.get('eval_s'))} | {gib(s['peak_rss'])} | "
-                         f"{'-' if proj is None else f'{proj / 3600:.1f} h'} |")
+            full = projected_seconds(s, step) if step in PHASES and r["epochs"] else s["wall"]
+            total += full or 0.0
+            lines.append(f"| {name} | {step}{state} | {sec(s['wall'])} | "
+                         f"{pair(s.get('train_s_per_epoch'), s.get('train_cpu_s_per_epoch'))} | "
+                         f"{pair(s.get('eval_s'), s.get('eval_cpu_s'))} | {gib(s['peak_rss'])} |"
+                         + (f" {gib(s.get('gpu_peak'))} |" if gpu else "") + f" {duration(full)} |")
             name = ""
-        lines.append(f"| | **total** | | | | **{gib(max(s['peak_rss'] for s in r['steps'].values()))}** | "
-                     f"**{total / 3600:.1f} h** |")
-    sizes = ["", "| run | " + " | ".join(results[0]["sizes"]) + " |", "|---" * (len(results[0]["sizes"]) + 1) + "|"]
+        peak = max(s["peak_rss"] for s in r["steps"].values())
+        lines.append(f"| | **all steps** | | | | **{gib(peak)}** |" + (" |" if gpu else "")
+                     + f" **{duration(total)}** |")
+    names = list(results[0]["sizes"])
+    sizes = ["", "| artifact sizes | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for r in results:
-        sp = r["spec"]
-        sizes.append(f"| {sp['users']:,} u / {sp['items']:,} i / {sp['dim']}-d | "
-                     + " | ".join(f"{v / 2**20:,.0f} MiB" for v in r["sizes"].values()) + " |")
+        d = r["dataset"]
+        sizes.append(f"| {d['n_users']:,} u, {d['n_items']:,} i, {d['text_dim']}-d | "
+                     + " | ".join(f"{r['sizes'][k] / 2**20:,.1f} MiB" for k in names) + " |")
     return "\n".join(lines + sizes)
 
 
@@ -429,6 +475,7 @@ def sweep_table(summary: dict) -> str:
 
 
 def main() -> int:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `kill` stops the running step as well
     if len(sys.argv) > 1 and sys.argv[1] == "child":
         return child(Path(sys.argv[2]), sys.argv[4:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -439,13 +486,17 @@ def main() -> int:
         p.add_argument("--items", type=int, default=10_000)
         p.add_argument("--interactions", type=int, default=250_000)
         p.add_argument("--dim", type=int, default=384, help="text width")
-        p.add_argument("--epochs", type=int, default=1, help="training epochs per phase")
+        p.add_argument("--epochs", type=int, default=1, help="training epochs per phase (0: the defaults)")
         p.add_argument("--threads", type=int, default=1, help="torch threads per step")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--rss-cap", type=float, default=20.0, help="GiB; a step above it is stopped")
         p.add_argument("--work", default="/work/runs/scale")
-    verbs.choices["run"].add_argument("--preset", choices=sorted(PRESETS), help="users, items, interactions of a "
-                                      "paper dataset")
+    run = verbs.choices["run"]
+    run.add_argument("--preset", choices=sorted(PRESETS), help="users, items and interactions of a paper dataset")
+    run.add_argument("--source", help="a pad source (e.g. prime_pantry) with MiniLM text instead of a synthetic log")
+    run.add_argument("--device", default="cpu", help="training device: cpu | cuda")
+    run.add_argument("--label", help="folder name of the run under --work")
+    run.add_argument("--skip", nargs="+", default=[], choices=("analyze", "recommend"), help="steps not to run")
     verbs.choices["sweep"].add_argument("--factors", type=int, nargs="+", default=[1, 2, 4, 8])
     p = verbs.add_parser("table")
     p.add_argument("results", nargs="+", help="result.json files of `run`")
@@ -456,8 +507,11 @@ def main() -> int:
         sweep(args)
     else:
         users, items, inter = PRESETS[args.preset] if args.preset else (args.users, args.items, args.interactions)
-        result = run_scenario(Spec(users, items, inter, args.dim, seed=args.seed), Path(args.work), args.epochs,
-                              args.threads, args.rss_cap * GIB, f"{args.preset}-{args.dim}" if args.preset else "")
+        spec = None if args.source else Spec(users, items, inter, args.dim, seed=args.seed)
+        label = args.label or (args.source and args.source.replace(":", "-")) or (
+            f"{args.preset}-{args.dim}" if args.preset else "")
+        result = run_scenario(spec, Path(args.work), args.epochs, args.threads, args.rss_cap * GIB, label,
+                              args.device, args.source or "", tuple(args.skip))
         print(scenario_table([result]))
     return 0
 
