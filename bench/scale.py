@@ -358,12 +358,17 @@ def baseline_rss(work: Path) -> int:
 # ---------------------------------------------------------------- reporting
 
 
-def projected_seconds(step: dict, phase: str) -> float | None:
-    """A full CPU run of the phase: FULL_EPOCHS epochs, a validation after each and at the start, then valid + test."""
-    if step.get("train_s_per_epoch") is None:
+def projected_seconds(step: dict, phase: str, cpu: bool) -> float | None:
+    """A full run of the phase: FULL_EPOCHS epochs, a validation at the start and after each, then valid + test.
+
+    cpu: from CPU seconds (one idle core: steadier than wall time on a shared machine); else wall (GPU).
+    """
+    train, evaluation = (step.get("train_cpu_s_per_epoch"), step.get("eval_cpu_s")) if cpu else (
+        step.get("train_s_per_epoch"), step.get("eval_s"))
+    if train is None:
         return None
     n = FULL_EPOCHS[phase]
-    return n * step["train_s_per_epoch"] + (n + 3) * step["eval_s"]
+    return n * train + (n + 3) * evaluation
 
 
 def slope(x: list[float], y: list[float]) -> float | None:
@@ -432,7 +437,7 @@ def scenario_table(results: list[dict]) -> str:
     gpu = any("gpu_peak" in s for r in results for s in r["steps"].values())
     lines = ["| run | step | wall s | train s/epoch (CPU s) | eval s (CPU s) | peak RSS GiB |"
              + (" peak GPU GiB |" if gpu else "")
-             + " full run (projected) |", "|---" * (7 + gpu) + "|"]
+             + " full run, projected |", "|---" * (7 + gpu) + "|"]
     for r in results:
         d = r["dataset"]
         name = (f"{d['n_users']:,} users, {d['n_items']:,} items, {d['n_interactions']:,} inter., "
@@ -440,7 +445,8 @@ def scenario_table(results: list[dict]) -> str:
         total = 0.0
         for step, s in r["steps"].items():
             state = " (stopped: RSS cap)" if s["capped"] else (f" (exit {s['rc']})" if s["rc"] else "")
-            full = projected_seconds(s, step) if step in PHASES and r["epochs"] else s["wall"]
+            full = projected_seconds(s, step, r["device"] == "cpu") if step in PHASES and r["epochs"] else (
+                s.get("cpu_seconds") if r["device"] == "cpu" else None) or s["wall"]
             total += full or 0.0
             lines.append(f"| {name} | {step}{state} | {sec(s['wall'])} | "
                          f"{pair(s.get('train_s_per_epoch'), s.get('train_cpu_s_per_epoch'))} | "
