@@ -255,7 +255,7 @@ def analyze(
         tables, pairs, ds.item_column("group")[pairs.target], ds.meta["protocol"]["buckets"], comparisons, cfg
     )
     result.kendall["dataset_id"] = ds.dataset_id
-    gate = gate_weights(load_model(final_model, text_table), configs["finetune"]["fusion"], ds.item_column("bucket"),
+    gate = gate_weights(load_model(final_model, text_table), configs["finetune"]["fusion"], ds.item_column("bucket")[1:],
                         ds.meta["protocol"]["buckets"])
     with atomic_dir(out) as tmp:
         write_report(tmp, result.kendall, result.separation, result.samples, gate,

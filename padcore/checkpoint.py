@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from padcore.artifacts import read_meta, write_json
 from padcore.config import TrainConfig
@@ -32,7 +32,8 @@ def save_model(folder: Path, model: PadModel, name: str, stage: str, cfg: TrainC
     """Write a model artifact's files into `folder` (the caller makes it atomic)."""
     # clone: experts may share a module (one backbone, two views), and safetensors stores each tensor once
     weights = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
-    save_file(weights, str(folder / WEIGHTS))
+    # through Python's file writer, so a full disk is an OSError that names the file
+    (folder / WEIGHTS).write_bytes(save(weights))
     write_json(folder / CONFIG, {"model": name, "phase": stage, "config": cfg.to_dict(),
                                  "options": dataclasses.asdict(options) if options is not None else None,
                                  "experts": list(model.experts), **shape})

@@ -13,7 +13,7 @@ from padcore.registry import ALIGN_LOSSES, BACKBONES, REC_LOSSES
 ALIGN_MODES = ("anchored", "non-anchored", "frozen")
 SCHEDULES = ("constant", "cosine")
 EXPERTS = ("id", "align", "llm")
-FUSIONS = ("bucket", "global", "paper", "equal")
+FUSIONS = ("bucket", "calibrated", "global", "paper", "equal")
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
@@ -50,10 +50,10 @@ class TrainConfig:
     infonce_temperature: float = option(0.1, "temperature of the InfoNCE alignment loss", low=0, low_open=True)
     text_hidden: int = option(256, "hidden width of the text-reduction MLP", low=1)
     experts: tuple[str, ...] = option(EXPERTS, "phase-3 experts; drop any for the ablation", choices=EXPERTS)
-    fusion: str = option("bucket", "phase 3: bucket = per-bucket weights over calibrated expert scores fitted on "
-                         "held-out targets; global = one weight vector so fitted (no gate); paper = eq. 11's gate "
-                         "trained jointly with the experts; equal = the untrained equal-weight average",
-                         choices=FUSIONS)
+    fusion: str = option("bucket", "phase 3: bucket = per-bucket weights over the experts' logits, fitted on "
+                         "held-out targets; calibrated = the same over log-probabilities; global = one weight vector "
+                         "so fitted (no gate); paper = eq. 11's gate trained jointly with the experts; equal = the "
+                         "untrained equal-weight average", choices=FUSIONS)
     fusion_holdout: float = option(0.5, "phase 3: share of the validation users whose targets fit the fusion (the "
                                    "others choose its epoch)", low=0, high=1, low_open=True, high_open=True)
     fusion_lr: float = option(0.05, "phase 3: peak rate of a fusion fitted on held-out targets", low=0,
@@ -61,6 +61,8 @@ class TrainConfig:
     llm_init: str = option("align", "phase-3 LLM expert starts from the alignment expert's text MLP and backbone, "
                            "or fresh", choices=("align", "fresh"))
     eval_batch: int = option(1024, "users per chunk in full-ranking evaluation", low=1)
+    valid_users: int = option(0, "rank this many (seeded) validation users to choose the epoch; 0 = all (large "
+                              "catalogues: each full ranking costs users x items)", low=0)
     seed: int = option(0, "random seed", low=0)
     device: str = option("auto", "auto | cpu | cuda | cuda:N")
     threads: int = option(0, "torch CPU threads; 0 = torch's default", low=0)

@@ -42,9 +42,26 @@ class TextTable(nn.Module):
         return self.table[idx].float()
 
 
-class IdTower(nn.Module):
+TABLE_CHUNK = 2**14  # items per call when a tower computes its whole table (bounded memory at any catalogue)
+
+
+class ItemTower(nn.Module):
+    """An item tower: `forward(idx)` -> representations; `table()` = every item's, computed in chunks."""
+
+    rows: int  # n_items + 1
+
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def table(self) -> torch.Tensor:
+        idx = torch.arange(self.rows, device=self.device())
+        return torch.cat([self.forward(chunk) for chunk in idx.split(TABLE_CHUNK)])
+
+
+class IdTower(ItemTower):
     def __init__(self, n_items: int, dim: int):
         super().__init__()
+        self.rows = n_items + 1
         self.emb = nn.Embedding(n_items + 1, dim, padding_idx=0)
         nn.init.normal_(self.emb.weight, std=dim**-0.5)
         with torch.no_grad():
@@ -57,11 +74,12 @@ class IdTower(nn.Module):
         return self.emb.weight
 
 
-class TextTower(nn.Module):
+class TextTower(ItemTower):
     """MLP over the frozen text table; the text never receives gradients (stop-gradient)."""
 
     def __init__(self, text: TextTable, dim: int, hidden: int, dropout: float):
         super().__init__()
+        self.rows = len(text)
         self.text = text  # shared: registered in every tower, moved and held once
         self.mlp = nn.Sequential(nn.Linear(text.dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim))
         self.norm = nn.LayerNorm(dim)
@@ -72,15 +90,13 @@ class TextTower(nn.Module):
         out = self.norm(self.mlp(self.text(items)))[where]
         return out * (idx > 0).unsqueeze(-1)
 
-    def table(self) -> torch.Tensor:
-        return self.forward(torch.arange(len(self.text), device=self.text.table.device))
 
-
-class FusedTower(nn.Module):
+class FusedTower(ItemTower):
     """The alignment expert's items: its own ID table plus its reduced text."""
 
     def __init__(self, ids: IdTower, text: TextTower):
         super().__init__()
+        self.rows = ids.rows
         self.ids, self.text = ids, text
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
@@ -100,7 +116,8 @@ class Expert(nn.Module):
         return self.backbone(self.tower(seq), seq > 0)
 
 
-Side = tuple[list[torch.Tensor], object]  # each expert's item representations, and the fusion's view of the items
+# each expert's item representations; the fusion's per-item part and (every item) its folded table, or None
+Side = tuple[list[torch.Tensor], "tuple[object, torch.Tensor | None] | None"]
 
 
 class PadModel(nn.Module):
@@ -122,13 +139,25 @@ class PadModel(nn.Module):
     def states(self, seq: torch.Tensor) -> list[torch.Tensor]:
         return [e.states(seq) for e in self.experts.values()]
 
+    def states_from(self, seq: torch.Tensor, tables: list[torch.Tensor]) -> list[torch.Tensor]:
+        """`states` with the inputs embedded from precomputed item tables (evaluation: no tower runs again)."""
+        return [e.backbone(t[seq], seq > 0) for e, t in zip(self.experts.values(), tables)]
+
     def item_side(self, items: torch.Tensor | None = None) -> Side:
-        """Each expert's representations of `items` (every item when None), and the fusion's per-item part."""
+        """Each expert's representations of `items` (every item when None), and the fusion's per-item part.
+
+        For every item, a fusion whose logit is linear in the experts' logits also folds
+        the weighted tables into one, so a fused score is one matrix product.
+        """
         if items is None:
             reps = [e.tower.table() for e in self.experts.values()]
         else:
             reps = [e.tower(items) for e in self.experts.values()]
-        return reps, None if self.fusion is None else self.fusion.item_part(items, reps)
+        if self.fusion is None:
+            return reps, None
+        part = self.fusion.item_part(items, reps)
+        fold = getattr(self.fusion, "fold", None)
+        return reps, (part, fold(reps, part) if items is None and fold is not None else None)
 
     def logits(self, states: list[torch.Tensor], items: torch.Tensor | None = None, side: Side | None = None
                ) -> torch.Tensor:
@@ -137,14 +166,16 @@ class PadModel(nn.Module):
         items: None = every item -> [P, N+1]; [K] = candidates shared by all rows -> [P, K];
         [P, K] = candidates per row -> [P, K]. `side` = a precomputed `item_side(items)`.
         """
-        reps, part = side if side is not None else self.item_side(items)
+        reps, fused = side if side is not None else self.item_side(items)
+        if fused is not None and fused[1] is not None:
+            return torch.cat(states, -1) @ fused[1].T
         if reps[0].dim() == 2:
             scores = [s @ r.T for s, r in zip(states, reps)]
         else:
             scores = [torch.einsum("pd,pkd->pk", s, r) for s, r in zip(states, reps)]
         if self.fusion is None:
             return scores[0]
-        return self.fusion(scores, part, all_items=items is None)
+        return self.fusion(scores, fused[0], all_items=items is None)
 
     def scores(self, seq: torch.Tensor, side: Side | None = None) -> torch.Tensor:
         """[B, N+1] score of every item as the next one after each left-padded sequence `seq` [B, L].
@@ -152,15 +183,16 @@ class PadModel(nn.Module):
         Column 0 is padding. Evaluation, recommendation and serving all rank with this;
         `side` = a precomputed `item_side()` (the same for every batch of users).
         """
-        states = [s[:, -1] for s in self.states(seq)]
-        return self.logits(states, side=side if side is not None else self.item_side())
+        side = side if side is not None else self.item_side()
+        states = self.states(seq) if self.training else self.states_from(seq, side[0])
+        return self.logits([s[:, -1] for s in states], side=side)
 
     def expert_weights(self) -> torch.Tensor:
         """[N+1, n_experts] weight of each expert per item (one column of ones for a single expert)."""
-        reps, part = self.item_side()
+        reps, fused = self.item_side()
         if self.fusion is None:
             return torch.ones(reps[0].shape[0], 1, device=reps[0].device)
-        return self.fusion.item_weights(part, reps[0].shape[0])
+        return self.fusion.item_weights(fused[0], reps[0].shape[0])
 
 
 def build_expert(kind: str, cfg: TrainConfig, n_items: int, max_len: int, text: TextTable | None) -> Expert:

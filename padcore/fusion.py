@@ -7,11 +7,10 @@ candidate item, e.g. gate weights; `items` None = every item) and
 - `FrequencyGate`: the paper's eq. 11 — an MLP on [bucket embedding, the item's
   representation in each expert] gives softmax weights over the experts; the logit
   is the weighted sum of the experts' raw logits.
-- `BucketGate`: per-bucket weights over experts on calibrated scores — each expert's
-  logits become log-probabilities over the whole catalogue (log-softmax at a
-  learned temperature) before they are mixed, so a weight chooses an expert
-  without rescaling its confidence. Needs every item's logits.
-- `GlobalWeights`: one learned weight vector for every item (the no-gate ablation).
+- `BucketGate`: per frequency bucket, softmax weights over the experts, each expert's
+  logits scaled by a learned temperature; with `raw=False` each expert's logits are
+  first calibrated into log-probabilities over the whole catalogue (then it needs
+  every item's logits). One bucket for every item = one weight vector (no gate).
 - `SumFusion`: the plain sum of the experts' logits (no parameters).
 """
 
@@ -27,6 +26,16 @@ from padcore.errors import PadError
 def weighted_sum(scores: list[torch.Tensor], w: torch.Tensor) -> torch.Tensor:
     """sum_e w[..., e] * scores[e]; w broadcasts against each score matrix."""
     return sum(w[..., e] * s for e, s in enumerate(scores))
+
+
+def folded(reps: list[torch.Tensor], w: torch.Tensor) -> torch.Tensor:
+    """[N+1, sum of widths]: each expert's item table times its weight, side by side.
+
+    A linear fusion's logit, sum_e w_e(i) <s_e, r_e(i)>, is then [s_1 | ... | s_k] @ folded.T:
+    one matrix product instead of one per expert.
+    """
+    w = w.expand(reps[0].shape[0], -1)
+    return torch.cat([w[:, e : e + 1] * r for e, r in enumerate(reps)], -1)
 
 
 class FrequencyGate(nn.Module):
@@ -48,20 +57,23 @@ class FrequencyGate(nn.Module):
     def forward(self, scores: list[torch.Tensor], w: torch.Tensor, all_items: bool) -> torch.Tensor:
         return weighted_sum(scores, w)
 
+    def fold(self, reps: list[torch.Tensor], w: torch.Tensor) -> torch.Tensor:
+        return folded(reps, w)
+
     def item_weights(self, w: torch.Tensor, n: int) -> torch.Tensor:
         return w
 
 
 class BucketGate(nn.Module):
-    """Per frequency bucket, softmax weights over experts that mix calibrated expert scores.
+    """Per frequency bucket, softmax weights over the experts, on their logits at a learned temperature each.
 
-    score(u, i) = sum_e w_e(b(i)) * (t_e s_e(u, i) - logsumexp_j t_e s_e(u, j)), j over every real item:
-    each expert's log-probability of item i at its own learned temperature t_e. With raw=True the
-    log-normaliser is left out (weights then also rescale each expert's logits, as eq. 11 does).
-    Starts as an equal-weight fusion at temperature 1.
+    raw (default): score(u, i) = sum_e w_e(b(i)) * t_e * s_e(u, i);
+    calibrated (raw=False): sum_e w_e(b(i)) * (t_e s_e(u, i) - logsumexp_j t_e s_e(u, j)), j over every
+    real item — each expert's log-probability of item i, so a weight picks an expert without rescaling
+    its confidence. Starts as the equal-weight average at temperature 1.
     """
 
-    def __init__(self, n_experts: int, buckets: torch.Tensor, n_buckets: int, raw: bool = False):
+    def __init__(self, n_experts: int, buckets: torch.Tensor, n_buckets: int, raw: bool = True):
         super().__init__()
         self.register_buffer("buckets", buckets.long())
         self.logits = nn.Parameter(torch.zeros(n_buckets + 1, n_experts))
@@ -84,6 +96,9 @@ class BucketGate(nn.Module):
             raise PadError("a calibrated fusion scores the whole catalogue; train it with loss=ce")
         return weighted_sum([log_probabilities(t[e] * s) for e, s in enumerate(scores)], w)
 
+    def fold(self, reps: list[torch.Tensor], w: torch.Tensor) -> torch.Tensor | None:
+        return folded(reps, w * self.log_temperature.exp()) if self.raw else None
+
     def item_weights(self, w: torch.Tensor, n: int) -> torch.Tensor:
         return w
 
@@ -91,23 +106,6 @@ class BucketGate(nn.Module):
 def log_probabilities(logits: torch.Tensor) -> torch.Tensor:
     """Log-softmax over the real items of [P, N+1] logits (column 0 is padding and is left out)."""
     return logits - torch.logsumexp(logits[:, 1:], 1, keepdim=True)
-
-
-class GlobalWeights(nn.Module):
-    """One learned softmax weight per expert, the same for every item (Sec. 4.7's no-gate variant)."""
-
-    def __init__(self, n_experts: int):
-        super().__init__()
-        self.logits = nn.Parameter(torch.zeros(n_experts))
-
-    def item_part(self, items: torch.Tensor | None, reps: list[torch.Tensor]) -> torch.Tensor:
-        return F.softmax(self.logits, 0)
-
-    def forward(self, scores: list[torch.Tensor], w: torch.Tensor, all_items: bool) -> torch.Tensor:
-        return weighted_sum(scores, w)
-
-    def item_weights(self, w: torch.Tensor, n: int) -> torch.Tensor:
-        return w.expand(n, -1)
 
 
 class SumFusion(nn.Module):
@@ -122,6 +120,9 @@ class SumFusion(nn.Module):
 
     def forward(self, scores: list[torch.Tensor], part: None, all_items: bool) -> torch.Tensor:
         return sum(scores)
+
+    def fold(self, reps: list[torch.Tensor], part: None) -> torch.Tensor:
+        return torch.cat(reps, -1)
 
     def item_weights(self, part: None, n: int) -> torch.Tensor:
         return torch.ones(n, self.n_experts)

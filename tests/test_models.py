@@ -8,7 +8,7 @@ from padcore.backbones import make_backbone
 from padcore.config import TrainConfig
 from padcore.errors import PadError
 from padcore.experts import FusedTower, PadModel, TextTable, build_expert
-from padcore.fusion import FrequencyGate, GlobalWeights
+from padcore.fusion import BucketGate, FrequencyGate
 
 BACKBONES = ["sasrec", "gru4rec", "caser"]
 
@@ -52,7 +52,7 @@ def pad_model(kinds, cfg, n_items, text, fusion=None):
 def test_text_is_frozen_shared_and_the_mlp_learns():
     cfg = TrainConfig(dim=8, dropout=0.0)
     text = torch.randn(11, 12).half()  # kept in its stored precision
-    model = pad_model(("align", "llm"), cfg, 10, text, GlobalWeights(2))
+    model = pad_model(("align", "llm"), cfg, 10, text, BucketGate(2, torch.zeros(11, dtype=torch.long), 0))
     seq = torch.tensor([[0, 1, 2, 3, 4]])
     states = [s[:, -1] for s in model.states(seq)]
     model.logits(states).sum().backward()
@@ -99,12 +99,10 @@ def test_fused_logits_are_gated_sums_of_expert_logits():
     assert torch.allclose(model.scores(seq), full, atol=1e-6)
 
 
-def test_bucket_gate_mixes_calibrated_scores_like_numpy():
-    from padcore.fusion import BucketGate
-
+def test_bucket_gate_mixes_expert_scores_like_numpy():
     rng = np.random.default_rng(0)
     buckets = torch.tensor([0, 1, 1, 2, 3, 3])
-    gate = BucketGate(2, buckets, 3)
+    gate = BucketGate(2, buckets, 3, raw=False)
     with torch.no_grad():
         gate.logits.copy_(torch.tensor(rng.normal(size=(4, 2))))
         gate.log_temperature.copy_(torch.tensor([0.3, -0.5]))
@@ -122,14 +120,24 @@ def test_bucket_gate_mixes_calibrated_scores_like_numpy():
     assert np.allclose(got, want, atol=1e-9)
     with pytest.raises(PadError, match="scores the whole catalogue"):
         gate(scores, gate.item_part(torch.tensor([1, 2]), []), all_items=False)
-    raw = BucketGate(2, buckets, 3, raw=True)
+    raw = BucketGate(2, buckets, 3)  # the default: the experts' own logits, here at their untrained start
     assert torch.allclose(raw(scores, raw.item_part(None, []), True), (scores[0] + scores[1]) / 2)
+    with torch.no_grad():
+        raw.logits.copy_(gate.logits)
+        raw.log_temperature.copy_(gate.log_temperature)
+    want_raw = sum(w[buckets.numpy(), e][None, :] * t[e] * scores[e].numpy() for e in range(2))
+    assert np.allclose(raw(scores, raw.item_part(None, []), True).detach().numpy(), want_raw, atol=1e-9)
+    # the fold gives the same logits as one matrix product
+    reps = [torch.randn(6, 3, dtype=torch.float64) for _ in range(2)]
+    states = [torch.randn(2, 3, dtype=torch.float64) for _ in range(2)]
+    part = raw.item_part(None, reps)
+    per = [s @ r.T for s, r in zip(states, reps)]
+    assert torch.allclose(torch.cat(states, -1) @ raw.fold(reps, part).T, raw(per, part, True))
 
 
 def test_gate_weights_per_bucket_are_item_means():
     from padcore.analysis import gate_weights
-    from padcore.fusion import BucketGate
-
+    
     cfg = TrainConfig(dim=8, dropout=0.0)
     buckets = torch.tensor([0, 1, 1, 2, 3, 3, 3])
     model = pad_model(("id", "llm"), cfg, 6, torch.randn(7, 4), FrequencyGate(2, 8, buckets, 4))

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from padcore.backbones import make_backbone
-from padcore.experts import Expert, IdTower, PadModel, TextTower
+from padcore.experts import Expert, IdTower, ItemTower, PadModel, TextTower
 from padcore.losses import sample_negatives
 from padcore.models.idonly import PRETRAIN
 from padcore.models.spec import ModelSpec, Stage, StageContext, copy_weights, register
@@ -41,12 +41,13 @@ class DiscoOptions:
     beta: float = option(0.2, "weight of the sufficiency loss", low=0)
 
 
-class ChunkTower(nn.Module):
+class ChunkTower(ItemTower):
     """Four chunks (two ID, two text), each through Linear + GELU, fused by one projection."""
 
     def __init__(self, ctx: StageContext):
         super().__init__()
         cfg, d = ctx.cfg, ctx.cfg.dim
+        self.rows = ctx.shape.n_items + 1
         self.ids = nn.ModuleList(IdTower(ctx.shape.n_items, d) for _ in range(2))
         self.texts = nn.ModuleList(TextTower(ctx.text, d, cfg.text_hidden, cfg.dropout) for _ in range(2))
         self.heads = nn.ModuleList(nn.Sequential(nn.Linear(d, d), nn.GELU()) for _ in CHUNKS)
@@ -58,9 +59,6 @@ class ChunkTower(nn.Module):
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         return self.fuse(torch.cat(self.chunks(idx), -1)) * (idx > 0).unsqueeze(-1)
-
-    def table(self) -> torch.Tensor:
-        return self.forward(torch.arange(self.ids[0].emb.num_embeddings, device=self.ids[0].emb.weight.device))
 
 
 class Club(nn.Module):

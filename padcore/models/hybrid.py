@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from padcore.backbones import make_backbone
-from padcore.experts import Expert, IdTower, PadModel, TextTower
+from padcore.experts import Expert, IdTower, ItemTower, PadModel, TextTower
 from padcore.models.idonly import PRETRAIN
 from padcore.models.spec import ModelSpec, Stage, StageContext, copy_weights, register
 from padcore.options import option
@@ -28,20 +28,18 @@ class HybridOptions:
                              "collaborative model")
 
 
-class ConcatTower(nn.Module):
+class ConcatTower(ItemTower):
     """[id ; MLP(text)] -> Linear(d_id + d_text -> d) -> GELU."""
 
     def __init__(self, ids: IdTower, text: TextTower, dim: int, dropout: float):
         super().__init__()
+        self.rows = ids.rows
         self.ids, self.text = ids, text
         width = ids.emb.embedding_dim + text.norm.normalized_shape[0]
         self.project = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, dim), nn.GELU())
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         return self.project(torch.cat([self.ids(idx), self.text(idx)], -1)) * (idx > 0).unsqueeze(-1)
-
-    def table(self) -> torch.Tensor:
-        return self.forward(torch.arange(self.ids.emb.num_embeddings, device=self.ids.emb.weight.device))
 
 
 def build_hybrid(ctx: StageContext) -> PadModel:

@@ -27,7 +27,7 @@ from torch import nn
 
 from padcore.backbones import make_backbone
 from padcore.batches import SplitTensors
-from padcore.experts import Expert, IdTower, PadModel, TextTable
+from padcore.experts import Expert, IdTower, ItemTower, PadModel, TextTable
 from padcore.fusion import SumFusion
 from padcore.models.spec import ModelSpec, Stage, StageContext, register
 from padcore.options import option
@@ -41,19 +41,17 @@ class LlmEsrOptions:
     cross_attention: bool = option(True, "each view attends to the other before the backbone")
 
 
-class AdapterTower(nn.Module):
+class AdapterTower(ItemTower):
     """The semantic view: Linear(D -> D/2) -> Linear(D/2 -> d) over the frozen text vector."""
 
     def __init__(self, text: TextTable, dim: int):
         super().__init__()
+        self.rows = len(text)
         self.text = text
         self.adapter = nn.Sequential(nn.Linear(text.dim, text.dim // 2), nn.Linear(text.dim // 2, dim))
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         return self.adapter(self.text(idx)) * (idx > 0).unsqueeze(-1)
-
-    def table(self) -> torch.Tensor:
-        return self.forward(torch.arange(len(self.text), device=self.text.table.device))
 
 
 class CausalCrossAttention(nn.Module):
@@ -81,8 +79,13 @@ class DualViewModel(PadModel):
         self.cross = nn.ModuleList(CausalCrossAttention(dim, heads) for _ in range(2)) if cross else None
 
     def states(self, seq: torch.Tensor) -> list[torch.Tensor]:
+        return self._encode(seq, self.experts["id"].tower(seq), self.experts["sem"].tower(seq))
+
+    def states_from(self, seq: torch.Tensor, tables: list[torch.Tensor]) -> list[torch.Tensor]:
+        return self._encode(seq, tables[0][seq], tables[1][seq])
+
+    def _encode(self, seq: torch.Tensor, co: torch.Tensor, se: torch.Tensor) -> list[torch.Tensor]:
         mask = seq > 0
-        co, se = self.experts["id"].tower(seq), self.experts["sem"].tower(seq)
         if self.cross is not None:
             co, se = self.cross[0](se, co, mask), self.cross[1](co, se, mask)
         backbone = self.experts["id"].backbone

@@ -28,7 +28,7 @@ class MakeOptions:
 def build_make(ctx: StageContext) -> PadModel:
     cfg, shape = ctx.cfg, ctx.shape
     experts = {k: build_expert(k, cfg, shape.n_items, shape.max_len, ctx.text) for k in ("id", "llm")}
-    fusion = BucketGate(2, ctx.buckets, shape.n_buckets, raw=True) if ctx.options.fusion == "bucket" else SumFusion(2)
+    fusion = BucketGate(2, ctx.buckets, shape.n_buckets) if ctx.options.fusion == "bucket" else SumFusion(2)
     return PadModel(experts, fusion)
 
 

@@ -9,10 +9,11 @@
   alignment expert's), fused per candidate item by its frequency bucket
   (padcore/fusion.py). How the fusion learns is `fusion`:
   - `bucket` (default): the experts are kept as trained; per-bucket weights over
-    their calibrated scores (log-probabilities over the whole catalogue, at a learned
-    temperature per expert) are fitted with full-softmax cross-entropy on
-    interactions no expert trained on — the validation targets of a random half of
-    the users — and chosen by nDCG@10 on the other half's;
+    their logits (and a temperature per expert) are fitted with full-softmax
+    cross-entropy on interactions no expert trained on — the validation targets of
+    a random half of the users — and chosen by nDCG@10 on the other half's;
+  - `calibrated`: the same over calibrated scores (each expert's log-probabilities
+    over the whole catalogue);
   - `global`: the same with one weight vector for every item (no gate, Sec. 4.7);
   - `paper`: the paper's recipe — eq. 11's gate over raw logits, trained jointly
     with all experts on the training targets with L_REC;
@@ -30,7 +31,7 @@ import torch.nn.functional as F
 from padcore.batches import EvalSplit
 from padcore.config import TrainConfig
 from padcore.experts import PadModel, build_expert
-from padcore.fusion import BucketGate, FrequencyGate, GlobalWeights
+from padcore.fusion import BucketGate, FrequencyGate
 from padcore.losses import alignment_loss
 from padcore.models.idonly import PRETRAIN
 from padcore.models.spec import ModelSpec, Stage, StageContext, copy_weights, register
@@ -87,13 +88,11 @@ def build_triple(ctx: StageContext) -> PadModel:
     experts = {k: build_expert(k, cfg, shape.n_items, shape.max_len, ctx.text) for k in cfg.experts}
     if len(experts) == 1:
         return PadModel(experts)
-    fusion = {
-        "bucket": lambda: BucketGate(len(experts), ctx.buckets, shape.n_buckets),
-        "global": lambda: GlobalWeights(len(experts)),
-        "paper": lambda: FrequencyGate(len(experts), cfg.dim, ctx.buckets, shape.n_buckets),
-        "equal": lambda: GlobalWeights(len(experts)),
-    }[cfg.fusion]()
-    return PadModel(experts, fusion)
+    if cfg.fusion == "paper":
+        return PadModel(experts, FrequencyGate(len(experts), cfg.dim, ctx.buckets, shape.n_buckets))
+    if cfg.fusion == "global":  # every item in one bucket: one weight vector
+        return PadModel(experts, BucketGate(len(experts), torch.zeros_like(ctx.buckets), 0))
+    return PadModel(experts, BucketGate(len(experts), ctx.buckets, shape.n_buckets, raw=cfg.fusion != "calibrated"))
 
 
 def init_triple(model: PadModel, ctx: StageContext) -> None:
@@ -153,11 +152,11 @@ def train_fusion(model: PadModel, ctx: StageContext, work, log) -> FitResult:
                  dataclasses.replace(cfg, lr=cfg.fusion_lr), work, log)
     fusion = model.fusion
     with torch.no_grad():
-        weights = fusion.bucket_weights() if isinstance(fusion, BucketGate) else fusion.item_part(None, [])[None]
+        weights = fusion.bucket_weights()
     result.info["fusion"] = {
         "kind": cfg.fusion, "experts": list(model.experts), "fit_users": n_fit, "select_users": len(select_rows),
         "weights": [[round(float(w), 4) for w in row] for row in weights],  # row b = bucket b (row 0 = padding)
-        "temperatures": [round(float(t), 4) for t in getattr(fusion, "log_temperature", torch.zeros(0)).detach().exp()],
+        "temperatures": [round(float(t), 4) for t in fusion.log_temperature.detach().exp()],
     }
     return result
 
