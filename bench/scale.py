@@ -400,7 +400,7 @@ def sweep(args: argparse.Namespace) -> None:
     root = Path(args.work) / "sweep"
     root.mkdir(parents=True, exist_ok=True)
     base_rss = baseline_rss(root)
-    points = {"users": [], "items": []}
+    points = {axis: [] for axis in args.axes}
     for axis in points:
         for f in args.factors:
             spec = Spec(args.users * (f if axis == "users" else 1), args.items * (f if axis == "items" else 1),
@@ -504,6 +504,8 @@ def main() -> int:
     run.add_argument("--label", help="folder name of the run under --work")
     run.add_argument("--skip", nargs="+", default=[], choices=("analyze", "recommend"), help="steps not to run")
     verbs.choices["sweep"].add_argument("--factors", type=int, nargs="+", default=[1, 2, 4, 8])
+    verbs.choices["sweep"].add_argument("--axes", nargs="+", choices=("users", "items"), default=["users", "items"],
+                                        help="users: users (and interactions) x factor; items: items x factor")
     p = verbs.add_parser("table")
     p.add_argument("results", nargs="+", help="result.json files of `run`")
     args = parser.parse_args()
