@@ -161,10 +161,12 @@ def child(report: Path, argv: list[str]) -> int:
 
     The library is imported before the clock starts, so `seconds` is the step's own work.
     """
-    import padcore.analysis  # noqa: F401
-    import padcore.phases  # noqa: F401
+    import padcore.steps
     import padcore.trainer as trainer
     from pad.cli import main
+
+    for name in padcore.steps.__all__:  # every step's module
+        getattr(padcore.steps, name)
 
     original, evals = trainer.rank_split, []
 
@@ -243,11 +245,15 @@ def phase_figures(step: dict) -> dict:
     if not evals:
         return {}
     epochs = list(zip(evals[:-3], evals[1:-2]))
-    test = evals[-1]
+    validations, test = evals[:-2], evals[-1]
     mean = lambda xs: float(np.mean(xs)) if xs else None  # noqa: E731
     return {
         "train_s_per_epoch": mean([b["start"] - a["end"] for a, b in epochs]),
         "train_cpu_s_per_epoch": mean([b["cpu_start"] - a["cpu_end"] for a, b in epochs]),
+        # the per-epoch validation (on `valid_users` users when set) and the full ranking of the test split
+        "valid_s": mean([e["end"] - e["start"] for e in validations]),
+        "valid_cpu_s": mean([e["cpu_end"] - e["cpu_start"] for e in validations]),
+        "valid_users": validations[0]["users"],
         "eval_s": test["end"] - test["start"],
         "eval_cpu_s": test["cpu_end"] - test["cpu_start"],
         "eval_users": test["users"],
@@ -359,16 +365,17 @@ def baseline_rss(work: Path) -> int:
 
 
 def projected_seconds(step: dict, phase: str, cpu: bool) -> float | None:
-    """A full run of the phase: FULL_EPOCHS epochs, a validation at the start and after each, then valid + test.
+    """A full run of the phase: FULL_EPOCHS epochs, a validation at the start and after each, then the full
+    valid and test rankings.
 
     cpu: from CPU seconds (one idle core: steadier than wall time on a shared machine); else wall (GPU).
     """
-    train, evaluation = (step.get("train_cpu_s_per_epoch"), step.get("eval_cpu_s")) if cpu else (
-        step.get("train_s_per_epoch"), step.get("eval_s"))
+    kind = "cpu_s" if cpu else "s"
+    train, valid, full = step.get(f"train_{kind}_per_epoch"), step.get(f"valid_{kind}"), step.get(f"eval_{kind}")
     if train is None:
         return None
     n = FULL_EPOCHS[phase]
-    return n * train + (n + 3) * evaluation
+    return n * train + (n + 1) * valid + 2 * full
 
 
 def slope(x: list[float], y: list[float]) -> float | None:
@@ -435,9 +442,8 @@ def duration(seconds: float | None) -> str:
 def scenario_table(results: list[dict]) -> str:
     """Per run and step: wall time, training s/epoch, evaluation s, peak RSS (and GPU memory), projected full run."""
     gpu = any("gpu_peak" in s for r in results for s in r["steps"].values())
-    lines = ["| run | step | wall s | train s/epoch (CPU s) | eval s (CPU s) | peak RSS GiB |"
-             + (" peak GPU GiB |" if gpu else "")
-             + " full run, projected |", "|---" * (7 + gpu) + "|"]
+    lines = ["| run | step | wall s | train s/epoch (CPU s) | validation s (CPU s) | full ranking s (CPU s) | "
+             "peak RSS GiB |" + (" peak GPU GiB |" if gpu else "") + " full run, projected |", "|---" * (8 + gpu) + "|"]
     for r in results:
         d = r["dataset"]
         name = (f"{d['n_users']:,} users, {d['n_items']:,} items, {d['n_interactions']:,} inter., "
@@ -450,17 +456,18 @@ def scenario_table(results: list[dict]) -> str:
             total += full or 0.0
             lines.append(f"| {name} | {step}{state} | {sec(s['wall'])} | "
                          f"{pair(s.get('train_s_per_epoch'), s.get('train_cpu_s_per_epoch'))} | "
+                         f"{pair(s.get('valid_s'), s.get('valid_cpu_s'))} | "
                          f"{pair(s.get('eval_s'), s.get('eval_cpu_s'))} | {gib(s['peak_rss'])} |"
                          + (f" {gib(s.get('gpu_peak'))} |" if gpu else "") + f" {duration(full)} |")
             name = ""
         peak = max(s["peak_rss"] for s in r["steps"].values())
-        lines.append(f"| | **all steps** | | | | **{gib(peak)}** |" + (" |" if gpu else "")
+        lines.append(f"| | **all steps** | | | | | **{gib(peak)}** |" + (" |" if gpu else "")
                      + f" **{duration(total)}** |")
     names = list(results[0]["sizes"])
     sizes = ["", "| artifact sizes | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for r in results:
         d = r["dataset"]
-        sizes.append(f"| {d['n_users']:,} u, {d['n_items']:,} i, {d['text_dim']}-d | "
+        sizes.append(f"| {d['n_users'] or 0:,} u, {d['n_items'] or 0:,} i, {d['text_dim']}-d | "
                      + " | ".join(f"{r['sizes'][k] / 2**20:,.1f} MiB" for k in names) + " |")
     return "\n".join(lines + sizes)
 

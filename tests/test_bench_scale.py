@@ -59,3 +59,6 @@ def test_slope_and_phase_figures(scale):
     figures = scale.phase_figures({"evals": [call(0, 0), call(4, 2), call(10, 4), call(11, 5), call(12, 6)]})
     assert figures["train_s_per_epoch"] == pytest.approx(4.0) and figures["train_cpu_s_per_epoch"] == pytest.approx(1.5)
     assert figures["eval_s"] == pytest.approx(1.0) and figures["eval_users"] == 7
+    assert figures["valid_s"] == pytest.approx(1.0) and figures["valid_cpu_s"] == pytest.approx(0.5)
+    # projected 60 epochs: 60 x 4 s of training, 61 validations and the full valid + test rankings of 1 s each
+    assert scale.projected_seconds(figures, "pretrain", cpu=False) == pytest.approx(60 * 4 + 61 + 2)
