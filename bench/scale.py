@@ -128,6 +128,9 @@ def write_random_text(dataset: Path, out: Path, dim: int, seed: int, chunk: int 
     from padcore.text import EMBEDDINGS, FORMAT, text_hash
 
     meta = read_meta(dataset, "dataset")
+    if (out / META).is_file() and {k: read_meta(out, "text").get(k) for k in ("dataset_id", "dim")} == {
+            "dataset_id": meta["dataset_id"], "dim": dim}:
+        return  # already made for this dataset
     rows = meta["n_items"] + 1
     settings = {"encoder": "random", "model": f"unit normal vectors, seed {seed}", "dim": dim}
     rng = np.random.default_rng(seed)
@@ -276,21 +279,34 @@ def has_verb(verb: str) -> bool:
 
 
 def run_scenario(spec: Spec | None, root: Path, epochs: int, threads: int, rss_cap: float, label: str = "",
-                 device: str = "cpu", source: str = "", skip: tuple[str, ...] = ()) -> dict:
+                 device: str = "cpu", source: str = "", skip: tuple[str, ...] = (), reuse: tuple[str, ...] = (),
+                 options: tuple[str, ...] = ()) -> dict:
     """Run every step (less `skip`) on the synthetic log of `spec` (generated, or reused) or on a pad `source`
-    with MiniLM text; `epochs` 0 = the training defaults. Writes and returns `result.json`."""
+    with MiniLM text; `epochs` 0 = the training defaults, `options` = KEY=VALUE training options.
+
+    `reuse`: steps whose artifacts and figures are taken from the folder's earlier `result.json`
+    (e.g. to rerun only phase 3 after a change to it). Writes and returns `result.json`.
+    """
     work = root / (label or spec.name)
     raw, ds, text = work / "raw", work / "dataset", work / "text"
     work.mkdir(parents=True, exist_ok=True)
+    earlier = json.loads((work / "result.json").read_text())["steps"] if reuse and (work / "result.json").is_file() \
+        else {}
     steps: dict[str, dict] = {}
-    run = lambda name, argv: steps.setdefault(name, run_step(name, argv, work, threads, rss_cap))  # noqa: E731
+
+    def run(name: str, argv: list[str]) -> dict:
+        if name in reuse and name in earlier and not earlier[name]["rc"]:
+            print(f"  {name:<10} reused from the earlier result.json", flush=True)
+            return steps.setdefault(name, earlier[name])
+        return steps.setdefault(name, run_step(name, argv, work, threads, rss_cap))
+
     print(f"[scale] {label or spec.name}: " + (f"source {source}, MiniLM text" if source else
           f"{spec.users:,} users, {spec.items:,} items, ~{spec.interactions:,} interactions, {spec.dim}-d text")
           + f"; {epochs or 'default'} epoch(s) per phase, {threads} thread(s), {device}", flush=True)
     if source:
         if run("preprocess", ["preprocess", "--source", source, "--out", str(ds)])["rc"] or run(
                 "embed", ["embed", "--dataset", str(ds), "--out", str(text), "--device", device, "--no-cache"])["rc"]:
-            return _finish(work, spec, steps, epochs, threads, device, source)
+            return _finish(work, spec, steps, epochs, threads, device, source, options)
     else:
         spec_file = work / "spec.json"
         if not (spec_file.is_file() and json.loads(spec_file.read_text()) == asdict(spec)):
@@ -298,9 +314,10 @@ def run_scenario(spec: Spec | None, root: Path, epochs: int, threads: int, rss_c
             generate(raw, spec)
             spec_file.write_text(json.dumps(asdict(spec)))
         if run("preprocess", ["preprocess", "--source", f"files:{raw}", "--out", str(ds)])["rc"]:
-            return _finish(work, spec, steps, epochs, threads, device, source)
+            return _finish(work, spec, steps, epochs, threads, device, source, options)
         write_random_text(ds, text, spec.dim, spec.seed)
-    training = [*(["--epochs", str(epochs)] if epochs else []), "--device", device, "--set", f"threads={threads}"]
+    training = [*(["--epochs", str(epochs)] if epochs else []), "--device", device, "--set", f"threads={threads}",
+                *(arg for option in options for arg in ("--set", option))]
     m1, m2, m3 = work / "pretrain", work / "align", work / "finetune"
     chain = {
         "pretrain": ["pretrain", "--dataset", str(ds), "--out", str(m1), *training],
@@ -317,11 +334,11 @@ def run_scenario(spec: Spec | None, root: Path, epochs: int, threads: int, rss_c
     for name, argv in chain.items():
         if name not in skip and run(name, argv)["rc"]:
             break
-    return _finish(work, spec, steps, epochs, threads, device, source)
+    return _finish(work, spec, steps, epochs, threads, device, source, options)
 
 
 def _finish(work: Path, spec: Spec | None, steps: dict, epochs: int, threads: int, device: str,
-            source: str) -> dict:
+            source: str, options: tuple[str, ...]) -> dict:
     for phase in PHASES:
         if phase in steps and not steps[phase]["rc"]:
             steps[phase].update(phase_figures(steps[phase]))
@@ -331,7 +348,7 @@ def _finish(work: Path, spec: Spec | None, steps: dict, epochs: int, threads: in
              ("raw", "dataset", "text", *PHASES, "analysis", "recommendations.parquet")}
     result = {
         "spec": asdict(spec) if spec else None, "source": source or "synthetic", "device": device,
-        "epochs": epochs, "threads": threads, "machine": machine(),
+        "epochs": epochs, "threads": threads, "options": list(options), "machine": machine(),
         "dataset": {k: kept.get(k) for k in ("n_users", "n_items", "n_interactions")} | {"text_dim": text.get("dim")},
         "steps": steps, "sizes": sizes, "recommend": "measured" if "recommend" in steps else
         "skipped" if has_verb("recommend") else "not run: `pad recommend` is not in this checkout's CLI",
@@ -412,7 +429,8 @@ def sweep(args: argparse.Namespace) -> None:
         for f in args.factors:
             spec = Spec(args.users * (f if axis == "users" else 1), args.items * (f if axis == "items" else 1),
                         args.interactions * (f if axis == "users" else 1), args.dim, seed=args.seed)
-            result = run_scenario(spec, root, args.epochs, args.threads, args.rss_cap * GIB, f"{axis}-x{f}")
+            result = run_scenario(spec, root, args.epochs, args.threads, args.rss_cap * GIB, f"{axis}-x{f}",
+                                  options=tuple(args.options))
             points[axis].append((f, measures(result, base_rss)))
     exponents = {axis: {k: slope([f for f, _ in pts], [m.get(k) for _, m in pts]) for k in pts[0][1]}
                  for axis, pts in points.items()}
@@ -510,6 +528,11 @@ def main() -> int:
     run.add_argument("--device", default="cpu", help="training device: cpu | cuda")
     run.add_argument("--label", help="folder name of the run under --work")
     run.add_argument("--skip", nargs="+", default=[], choices=("analyze", "recommend"), help="steps not to run")
+    run.add_argument("--reuse", nargs="+", default=[], choices=("preprocess", "embed", *PHASES, "analyze"),
+                     help="take these steps from the run folder's earlier result.json instead of running them")
+    for p in verbs.choices.values():
+        p.add_argument("--set", dest="options", action="append", default=[], metavar="KEY=VALUE",
+                       help="a training option for every phase, e.g. valid_users=20000")
     verbs.choices["sweep"].add_argument("--factors", type=int, nargs="+", default=[1, 2, 4, 8])
     verbs.choices["sweep"].add_argument("--axes", nargs="+", choices=("users", "items"), default=["users", "items"],
                                         help="users: users (and interactions) x factor; items: items x factor")
@@ -526,7 +549,8 @@ def main() -> int:
         label = args.label or (args.source and args.source.replace(":", "-")) or (
             f"{args.preset}-{args.dim}" if args.preset else "")
         result = run_scenario(spec, Path(args.work), args.epochs, args.threads, args.rss_cap * GIB, label,
-                              args.device, args.source or "", tuple(args.skip))
+                              args.device, args.source or "", tuple(args.skip), tuple(args.reuse),
+                              tuple(args.options))
         print(scenario_table([result]))
     return 0
 
