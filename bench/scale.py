@@ -48,9 +48,10 @@ PRESETS = {  # the paper's Table 1, after its protocol (users with >= 5 items, t
 }
 MIN_LEN, KEEP_LAST = 5, 23  # the default protocol: min_len 5, max_len 20 (+3 targets)
 PHASES = ("pretrain", "align", "finetune")
-# epochs of a full CPU run, as measured on Prime Pantry (bench/RESULTS.md "quality", BCE): phase 3 stops
-# after `patience` epochs without beating its start
-FULL_EPOCHS = {"pretrain": 60, "align": 60, "finetune": 10}
+# (training epochs, validations) of a full run with the defaults: phases 1 and 2 run their 60 epochs on
+# Prime Pantry (bench/RESULTS.md "quality"); phase 3 fits its fusion twice (cross-fitting), taken here as
+# stopping after `patience` = 10 epochs each
+FULL_RUN = {"pretrain": (60, 61), "align": (60, 61), "finetune": (20, 22)}
 GIB = 2**30
 
 
@@ -238,22 +239,23 @@ def _watch(proc: subprocess.Popen, cap: float, capped: threading.Event) -> None:
         time.sleep(0.2)
 
 
-def phase_figures(step: dict) -> dict:
-    """A phase's training s/epoch, evaluation s (wall and CPU) and where its memory peaked.
+def phase_figures(step: dict, history: list[dict]) -> dict:
+    """A phase's training s/epoch, validation and full-ranking s (wall and CPU), and where its memory peaked.
 
-    The evaluation calls are epoch 0, one after each epoch, then the best checkpoint on
-    valid and on test; an epoch's training is the time between two of them.
+    Its evaluation calls are one validation per entry of the metrics' `history` (epoch 0 of each fit,
+    then one after each epoch; phase 3 fits twice), then the best model on the valid and test
+    splits; an epoch's training is the time between its validation and the one before.
     """
     evals = step.get("evals", [])
-    if not evals:
+    if len(evals) != len(history) + 2:
         return {}
-    epochs = list(zip(evals[:-3], evals[1:-2]))
     validations, test = evals[:-2], evals[-1]
+    epochs = [(a, b) for a, b, h in zip(validations, validations[1:], history[1:]) if h["epoch"] > 0]
     mean = lambda xs: float(np.mean(xs)) if xs else None  # noqa: E731
     return {
         "train_s_per_epoch": mean([b["start"] - a["end"] for a, b in epochs]),
         "train_cpu_s_per_epoch": mean([b["cpu_start"] - a["cpu_end"] for a, b in epochs]),
-        # the per-epoch validation (on `valid_users` users when set) and the full ranking of the test split
+        # the validations (of `valid_users` users when set; phase 3: of half the users) and the full test ranking
         "valid_s": mean([e["end"] - e["start"] for e in validations]),
         "valid_cpu_s": mean([e["cpu_end"] - e["cpu_start"] for e in validations]),
         "valid_users": validations[0]["users"],
@@ -337,11 +339,18 @@ def run_scenario(spec: Spec | None, root: Path, epochs: int, threads: int, rss_c
     return _finish(work, spec, steps, epochs, threads, device, source, options)
 
 
+def add_phase_figures(work: Path, steps: dict) -> dict:
+    """Each finished phase's figures, from its timed evaluation calls and its metrics' history."""
+    for phase in PHASES:
+        metrics = work / phase / "metrics.json"
+        if phase in steps and not steps[phase]["rc"] and metrics.is_file():
+            steps[phase].update(phase_figures(steps[phase], json.loads(metrics.read_text())["history"]))
+    return steps
+
+
 def _finish(work: Path, spec: Spec | None, steps: dict, epochs: int, threads: int, device: str,
             source: str, options: tuple[str, ...]) -> dict:
-    for phase in PHASES:
-        if phase in steps and not steps[phase]["rc"]:
-            steps[phase].update(phase_figures(steps[phase]))
+    add_phase_figures(work, steps)
     read = lambda f: json.loads(f.read_text()) if f.is_file() else {}  # noqa: E731
     kept, text = read(work / "dataset" / "meta.json"), read(work / "text" / "meta.json")
     sizes = {name: du(work / name) for name in
@@ -382,8 +391,8 @@ def baseline_rss(work: Path) -> int:
 
 
 def projected_seconds(step: dict, phase: str, cpu: bool) -> float | None:
-    """A full run of the phase: FULL_EPOCHS epochs, a validation at the start and after each, then the full
-    valid and test rankings.
+    """A full run of the phase: FULL_RUN's epochs and validations (as measured: of `valid_users` users when
+    set), then the full valid and test rankings.
 
     cpu: from CPU seconds (one idle core: steadier than wall time on a shared machine); else wall (GPU).
     """
@@ -391,8 +400,8 @@ def projected_seconds(step: dict, phase: str, cpu: bool) -> float | None:
     train, valid, full = step.get(f"train_{kind}_per_epoch"), step.get(f"valid_{kind}"), step.get(f"eval_{kind}")
     if train is None:
         return None
-    n = FULL_EPOCHS[phase]
-    return n * train + (n + 1) * valid + 2 * full
+    epochs, validations = FULL_RUN[phase]
+    return epochs * train + validations * valid + 2 * full
 
 
 def slope(x: list[float], y: list[float]) -> float | None:
@@ -540,7 +549,10 @@ def main() -> int:
     p.add_argument("results", nargs="+", help="result.json files of `run`")
     args = parser.parse_args()
     if args.verb == "table":
-        print(scenario_table([json.loads(Path(f).read_text()) for f in args.results]))
+        results = [json.loads(Path(f).read_text()) for f in args.results]
+        for f, r in zip(args.results, results):
+            add_phase_figures(Path(f).parent, r["steps"])  # with this version's reading of the timings
+        print(scenario_table(results))
     elif args.verb == "sweep":
         sweep(args)
     else:

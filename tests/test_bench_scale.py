@@ -55,10 +55,13 @@ def test_slope_and_phase_figures(scale):
     assert scale.slope([1, 2, 4, 8], [5, 5, 5, 5]) == pytest.approx(0.0)
     call = lambda t, c: {"users": 7, "start": t, "end": t + 1, "cpu_start": c, "cpu_end": c + 0.5,  # noqa: E731
                          "max_rss_before": 10 * t, "max_rss_after": 10 * t + 1}
-    # epoch 0, epochs 1 and 2 (3 s and 5 s of training), then valid and test of the best checkpoint
-    figures = scale.phase_figures({"evals": [call(0, 0), call(4, 2), call(10, 4), call(11, 5), call(12, 6)]})
+    # two fits (epoch 0, then an epoch of 3 s / 5 s of training), then valid and test of the best model
+    history = [{"epoch": 0}, {"epoch": 1}, {"epoch": 0}, {"epoch": 1}]
+    calls = [call(0, 0), call(4, 2), call(6, 3), call(12, 5), call(13, 6), call(14, 7)]
+    figures = scale.phase_figures({"evals": calls}, history)
     assert figures["train_s_per_epoch"] == pytest.approx(4.0) and figures["train_cpu_s_per_epoch"] == pytest.approx(1.5)
     assert figures["eval_s"] == pytest.approx(1.0) and figures["eval_users"] == 7
     assert figures["valid_s"] == pytest.approx(1.0) and figures["valid_cpu_s"] == pytest.approx(0.5)
     # projected 60 epochs: 60 x 4 s of training, 61 validations and the full valid + test rankings of 1 s each
     assert scale.projected_seconds(figures, "pretrain", cpu=False) == pytest.approx(60 * 4 + 61 + 2)
+    assert scale.phase_figures({"evals": calls}, history[:2]) == {}  # calls that do not match the history
