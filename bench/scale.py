@@ -48,10 +48,10 @@ PRESETS = {  # the paper's Table 1, after its protocol (users with >= 5 items, t
 }
 MIN_LEN, KEEP_LAST = 5, 23  # the default protocol: min_len 5, max_len 20 (+3 targets)
 PHASES = ("pretrain", "align", "finetune")
-# (training epochs, validations) of a full run with the defaults: phases 1 and 2 run their 60 epochs on
-# Prime Pantry (bench/RESULTS.md "quality"); phase 3 fits its fusion twice (cross-fitting), taken here as
-# stopping after `patience` = 10 epochs each
-FULL_RUN = {"pretrain": (60, 61), "align": (60, 61), "finetune": (20, 22)}
+# (training epochs, validations, share of the users each validation ranks) of a full run with the defaults:
+# phases 1 and 2 run their 60 epochs on Prime Pantry (bench/RESULTS.md "quality"); phase 3 fits its fusion
+# twice (cross-fitting, each time choosing on half the users), taken as stopping after `patience` = 10 epochs
+FULL_RUN = {"pretrain": (60, 61, 1.0), "align": (60, 61, 1.0), "finetune": (20, 22, 0.5)}
 GIB = 2**30
 
 
@@ -282,23 +282,27 @@ def has_verb(verb: str) -> bool:
 
 def run_scenario(spec: Spec | None, root: Path, epochs: int, threads: int, rss_cap: float, label: str = "",
                  device: str = "cpu", source: str = "", skip: tuple[str, ...] = (), reuse: tuple[str, ...] = (),
-                 options: tuple[str, ...] = ()) -> dict:
+                 options: tuple[str, ...] = (), reuse_from: Path | None = None) -> dict:
     """Run every step (less `skip`) on the synthetic log of `spec` (generated, or reused) or on a pad `source`
     with MiniLM text; `epochs` 0 = the training defaults, `options` = KEY=VALUE training options.
 
-    `reuse`: steps whose artifacts and figures are taken from the folder's earlier `result.json`
-    (e.g. to rerun only phase 3 after a change to it). Writes and returns `result.json`.
+    `reuse`: steps whose artifacts and figures are taken from an earlier `result.json`: this run
+    folder's, or `reuse_from`'s (e.g. the ID-only phase 1 of the same log at another text width;
+    its artifacts are linked here). Writes and returns `result.json`.
     """
     work = root / (label or spec.name)
     raw, ds, text = work / "raw", work / "dataset", work / "text"
     work.mkdir(parents=True, exist_ok=True)
-    earlier = json.loads((work / "result.json").read_text())["steps"] if reuse and (work / "result.json").is_file() \
-        else {}
+    source_dir = reuse_from or work
+    earlier = json.loads((source_dir / "result.json").read_text())["steps"] if reuse else {}
     steps: dict[str, dict] = {}
 
     def run(name: str, argv: list[str]) -> dict:
         if name in reuse and name in earlier and not earlier[name]["rc"]:
-            print(f"  {name:<10} reused from the earlier result.json", flush=True)
+            print(f"  {name:<10} reused from {source_dir / 'result.json'}", flush=True)
+            artifact = work / ("dataset" if name == "preprocess" else name)
+            if reuse_from and not artifact.exists():
+                artifact.symlink_to(source_dir / artifact.name)
             return steps.setdefault(name, earlier[name])
         return steps.setdefault(name, run_step(name, argv, work, threads, rss_cap))
 
@@ -311,7 +315,7 @@ def run_scenario(spec: Spec | None, root: Path, epochs: int, threads: int, rss_c
             return _finish(work, spec, steps, epochs, threads, device, source, options)
     else:
         spec_file = work / "spec.json"
-        if not (spec_file.is_file() and json.loads(spec_file.read_text()) == asdict(spec)):
+        if "preprocess" not in reuse and not (spec_file.is_file() and json.loads(spec_file.read_text()) == asdict(spec)):
             print(f"[scale] generating {spec.name} ...", flush=True)
             generate(raw, spec)
             spec_file.write_text(json.dumps(asdict(spec)))
@@ -390,18 +394,20 @@ def baseline_rss(work: Path) -> int:
 # ---------------------------------------------------------------- reporting
 
 
-def projected_seconds(step: dict, phase: str, cpu: bool) -> float | None:
-    """A full run of the phase: FULL_RUN's epochs and validations (as measured: of `valid_users` users when
-    set), then the full valid and test rankings.
+def projected_seconds(step: dict, phase: str, cpu: bool, valid_users: int = 0) -> float | None:
+    """A full run of the phase (FULL_RUN), then its full valid and test rankings.
 
+    A validation costs the measured full ranking times its share of the users (all of them, or
+    `valid_users`), so the projection does not depend on the option the measured run used.
     cpu: from CPU seconds (one idle core: steadier than wall time on a shared machine); else wall (GPU).
     """
     kind = "cpu_s" if cpu else "s"
-    train, valid, full = step.get(f"train_{kind}_per_epoch"), step.get(f"valid_{kind}"), step.get(f"eval_{kind}")
+    train, full = step.get(f"train_{kind}_per_epoch"), step.get(f"eval_{kind}")
     if train is None:
         return None
-    epochs, validations = FULL_RUN[phase]
-    return epochs * train + validations * valid + 2 * full
+    epochs, validations, share = FULL_RUN[phase]
+    users = step["eval_users"] * share
+    return epochs * train + validations * full * min(valid_users or users, users) / step["eval_users"] + 2 * full
 
 
 def slope(x: list[float], y: list[float]) -> float | None:
@@ -466,30 +472,35 @@ def duration(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.1f} min"
 
 
-def scenario_table(results: list[dict]) -> str:
-    """Per run and step: wall time, training s/epoch, evaluation s, peak RSS (and GPU memory), projected full run."""
+def scenario_table(results: list[dict], valid_users: int = 20_000) -> str:
+    """Per run and step: wall time, training s/epoch, validation and full-ranking s, peak RSS (and GPU
+    memory), and a full run projected with every user validated and with `valid_users`."""
     gpu = any("gpu_peak" in s for r in results for s in r["steps"].values())
     lines = ["| run | step | wall s | train s/epoch (CPU s) | validation s (CPU s) | full ranking s (CPU s) | "
-             "peak RSS GiB |" + (" peak GPU GiB |" if gpu else "") + " full run, projected |", "|---" * (8 + gpu) + "|"]
+             "peak RSS GiB |" + (" peak GPU GiB |" if gpu else "")
+             + f" full run, projected | same, valid_users={valid_users:,} |", "|---" * (9 + gpu) + "|"]
     for r in results:
         d = r["dataset"]
         name = (f"{d['n_users']:,} users, {d['n_items']:,} items, {d['n_interactions']:,} inter., "
                 f"{d['text_dim']}-d" if d["n_users"] else r["source"])
-        total = 0.0
+        totals = [0.0, 0.0]
         for step, s in r["steps"].items():
             state = " (stopped: RSS cap)" if s["capped"] else (f" (exit {s['rc']})" if s["rc"] else "")
-            full = projected_seconds(s, step, r["device"] == "cpu") if step in PHASES and r["epochs"] else (
-                s.get("cpu_seconds") if r["device"] == "cpu" else None) or s["wall"]
-            total += full or 0.0
+            if step in PHASES and r["epochs"]:
+                full = [projected_seconds(s, step, r["device"] == "cpu", v) for v in (0, valid_users)]
+            else:  # a step run once, or a phase run to the end with the defaults
+                full = [(s.get("cpu_seconds") if r["device"] == "cpu" else None) or s["wall"]] * 2
+            totals = [t + (f or 0.0) for t, f in zip(totals, full)]
             lines.append(f"| {name} | {step}{state} | {sec(s['wall'])} | "
                          f"{pair(s.get('train_s_per_epoch'), s.get('train_cpu_s_per_epoch'))} | "
                          f"{pair(s.get('valid_s'), s.get('valid_cpu_s'))} | "
                          f"{pair(s.get('eval_s'), s.get('eval_cpu_s'))} | {gib(s['peak_rss'])} |"
-                         + (f" {gib(s.get('gpu_peak'))} |" if gpu else "") + f" {duration(full)} |")
+                         + (f" {gib(s.get('gpu_peak'))} |" if gpu else "")
+                         + f" {duration(full[0])} | {duration(full[1])} |")
             name = ""
         peak = max(s["peak_rss"] for s in r["steps"].values())
         lines.append(f"| | **all steps** | | | | | **{gib(peak)}** |" + (" |" if gpu else "")
-                     + f" **{duration(total)}** |")
+                     + f" **{duration(totals[0])}** | **{duration(totals[1])}** |")
     names = list(results[0]["sizes"])
     sizes = ["", "| artifact sizes | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for r in results:
@@ -539,6 +550,7 @@ def main() -> int:
     run.add_argument("--skip", nargs="+", default=[], choices=("analyze", "recommend"), help="steps not to run")
     run.add_argument("--reuse", nargs="+", default=[], choices=("preprocess", "embed", *PHASES, "analyze"),
                      help="take these steps from the run folder's earlier result.json instead of running them")
+    run.add_argument("--reuse-from", type=Path, help="take --reuse steps from this run folder instead (linked)")
     for p in verbs.choices.values():
         p.add_argument("--set", dest="options", action="append", default=[], metavar="KEY=VALUE",
                        help="a training option for every phase, e.g. valid_users=20000")
@@ -562,7 +574,7 @@ def main() -> int:
             f"{args.preset}-{args.dim}" if args.preset else "")
         result = run_scenario(spec, Path(args.work), args.epochs, args.threads, args.rss_cap * GIB, label,
                               args.device, args.source or "", tuple(args.skip), tuple(args.reuse),
-                              tuple(args.options))
+                              tuple(args.options), args.reuse_from)
         print(scenario_table([result]))
     return 0
 

@@ -64,4 +64,7 @@ def test_slope_and_phase_figures(scale):
     assert figures["valid_s"] == pytest.approx(1.0) and figures["valid_cpu_s"] == pytest.approx(0.5)
     # projected 60 epochs: 60 x 4 s of training, 61 validations and the full valid + test rankings of 1 s each
     assert scale.projected_seconds(figures, "pretrain", cpu=False) == pytest.approx(60 * 4 + 61 + 2)
+    # ... validating on 2 of the 7 users; phase 3: 20 epochs, 22 validations of half the users
+    assert scale.projected_seconds(figures, "pretrain", cpu=False, valid_users=2) == pytest.approx(240 + 61 * 2 / 7 + 2)
+    assert scale.projected_seconds(figures, "finetune", cpu=True) == pytest.approx(20 * 1.5 + 22 * 0.5 * 0.5 + 1)
     assert scale.phase_figures({"evals": calls}, history[:2]) == {}  # calls that do not match the history
