@@ -138,3 +138,11 @@ def make_dataset(tmp_path) -> Callable[..., Dataset]:
         return ds
 
     return make
+
+
+@pytest.fixture(scope="session")
+def shop(tmp_path_factory) -> dict[str, Path]:
+    """Last month's and this month's tiny PAD models of one synthetic shop (see tests/shop.py)."""
+    from shop import train_shop
+
+    return train_shop(tmp_path_factory.mktemp("shop"), _synthetic_raw(n_users=300, n_items=60, seed=3))
