@@ -1,7 +1,5 @@
 """Component: the new model against the store's champion on the new test split (`padcore.steps.compare`)."""
 
-from typing import NamedTuple
-
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 from components.base import pad_component
@@ -18,17 +16,16 @@ def compare(
     store: str,
     min_gain: float = 0.0,
     force: bool = False,
-) -> NamedTuple("Outputs", [("decision", str), ("champion", str)]):
+) -> str:
     """Rank the test split with both models; decide `publish` or `keep`.
 
     Args:
         store: model store, a folder or gs://bucket/prefix; its champion is the one to beat.
         min_gain: relative nDCG@10 gain over the champion needed to publish (0.02 = 2 %).
         force: publish whatever the comparison says.
-    Returns the decision (`publish` | `keep`) and the champion compared with ("" if none).
+    Returns the decision, `publish` or `keep` (one output: kfp.local resolves conditions on a task's `Output`);
+    `comparison` holds decision.json with both models' metrics and the champion compared with.
     """
-    from collections import namedtuple
-
     from components.reports import compare_markdown, log_metrics, write_text
     from padcore.steps import compare as step
 
@@ -41,5 +38,4 @@ def compare(
     log_metrics(metrics, values)
     write_text(summary, compare_markdown(result))
     comparison.metadata.update({"publish": result["publish"], "champion": result["champion_version"] or ""})
-    outputs = namedtuple("Outputs", ["decision", "champion"])
-    return outputs("publish" if result["publish"] else "keep", result["champion_version"] or "")
+    return "publish" if result["publish"] else "keep"

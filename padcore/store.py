@@ -132,7 +132,8 @@ class _Gcs:
             blob = self.bucket.get_blob(self.prefix + name)
             if blob is None:
                 return None
-            return blob.download_as_bytes(), blob.generation
+            generation = blob.generation  # before the download, which may reset it from the response headers
+            return blob.download_as_bytes(), generation
 
     def put_if(self, name: str, data: bytes, token: int | None) -> None:
         with self.errors():

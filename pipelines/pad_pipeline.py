@@ -140,9 +140,9 @@ def build_pipeline(placement: Placement, recurring: bool = False):
         with dsl.If(store != "", name="with-store"):
             judged = place(compare(dataset=dataset, text=text, model=final, store=store, min_gain=min_gain,
                                    force=force), "compare", placement)
-            with dsl.If(judged.outputs["decision"] == "publish", name="better"):
-                published = place(publish(dataset=dataset, text=text, model=final, store=store,
-                                          champion=judged.outputs["champion"]), "publish", placement)
+            with dsl.If(judged.outputs["Output"] == "publish", name="better"):
+                published = place(publish(dataset=dataset, text=text, model=final,
+                                          comparison=judged.outputs["comparison"], store=store), "publish", placement)
                 ranked = place(recommend(dataset=dataset, text=text, model=final, k=top_k), "recommend", placement)
                 ranked.after(published)
         return Outputs(dataset=dataset, text=text, id_model=phase1.outputs["model"],
