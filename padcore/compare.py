@@ -2,8 +2,9 @@
 
 The champion was trained on an older item set. It sees the new histories through
 its own items (matched by the source's id, never by item_idx; items it does not
-know are left out of its inputs) and scores only the items it knows: an item new
-since its training scores -inf and can never be its hit.
+know are left out of its inputs, and its input is the latest `max_len` items it
+knows) and scores only the items it knows: an item new since its training
+scores -inf and can never be its hit.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from padcore.artifacts import atomic_dir, write_json
-from padcore.batches import split_tensors
+from padcore.batches import EvalSplit, split_tensors, window
 from padcore.checkpoint import load_model
 from padcore.config import TrainConfig
 from padcore.dataset import Dataset, load_dataset
@@ -27,17 +28,15 @@ from padcore.trainer import pick_device, rank_split
 
 
 class InItemSpace:
-    """A ranker's model seen through a dataset's item space: the model's scores put in the dataset's columns by id.
+    """A ranker's model with its scores put in a dataset's columns, matched by item id; unknown items score -inf.
 
-    Inputs arrive as the dataset's item_idx; they are mapped to the model's own, items it
-    does not know dropped and the rest kept left-aligned in order.
+    Its inputs are already in the model's own item_idx (see `champion_inputs`).
     """
 
     def __init__(self, ranker: Ranker, ds: Dataset):
-        self.model, self.max_len = ranker.model, ranker.max_len
+        self.model = ranker.model
         own = ranker.to_idx(ds.items["item"].to_numpy())
-        self.columns = torch.from_numpy(np.concatenate([[0], own])).long()  # dataset idx -> model idx (-1 unknown)
-        self.inputs = self.columns.clamp(min=0)
+        self.columns = torch.from_numpy(np.concatenate([[-1], own])).long()  # dataset idx -> model idx (-1 unknown)
 
     def eval(self) -> "InItemSpace":
         self.model.eval()
@@ -47,14 +46,24 @@ class InItemSpace:
         return self.model.item_side()
 
     def scores(self, seq: torch.Tensor, side) -> torch.Tensor:
-        own = self.inputs.to(seq.device)[seq]
-        # unknown items became padding: move the padding to the left, keeping the known items' order
-        own = own.gather(1, torch.argsort((own > 0).int(), dim=1, stable=True))[:, -self.max_len :]
-        scores = self.model.scores(own, side).float()
+        scores = self.model.scores(seq, side).float()
         columns = self.columns.to(scores.device)
         out = scores[:, columns.clamp(min=0)]
         out[:, columns < 0] = float("-inf")
         return out
+
+
+def champion_inputs(ranker: Ranker, ds: Dataset) -> tuple[torch.Tensor, np.ndarray]:
+    """Each user's test input for the ranker: the latest `max_len` items before the target that it knows, in its
+    own item_idx; and which users have none."""
+    mapping = np.concatenate([[-1], ranker.to_idx(ds.items["item"].to_numpy())])
+    own = mapping[ds.flat]
+    keep = own > 0
+    keep[ds.offsets[1:] - 1] = False  # the test target is no input
+    owner = np.repeat(np.arange(ds.n_users), ds.lengths)
+    counts = np.bincount(owner[keep], minlength=ds.n_users)
+    ends = np.cumsum(counts)
+    return torch.from_numpy(window(own[keep], ends - counts, ends, ranker.max_len)), counts == 0
 
 
 def decide(champion: dict | None, challenger: dict, min_gain: float, force: bool) -> tuple[bool, float | None, str]:
@@ -90,9 +99,10 @@ def compare(dataset: str | Path, model: str | Path, out: str | Path, *, text: st
         if version is not None:
             champ = ranker_from_version(st.open(version), device)
             view = InItemSpace(champ, ds)
-            ranks = rank_split(view, split_tensors(ds, champ.max_len).test, cfg, dev)
+            inputs, no_input = champion_inputs(champ, ds)
+            ranks = rank_split(view, EvalSplit(inputs, test.targets, test.history), cfg, dev)
             unknown = (view.columns[test.targets] < 0).numpy()
-            ranks[unknown] = UNREACHABLE
+            ranks[unknown | no_input] = UNREACHABLE  # a new item is never its hit; nothing known, nothing ranked
             result["champion"] = _metrics(ranks, targets, ds)
             result["champion_version"] = version
             result["champion_items_known"] = int((view.columns[1:] > 0).sum())
