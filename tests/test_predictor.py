@@ -99,3 +99,15 @@ def test_an_incompatible_version_is_refused(served, shop, tmp_path):
     assert fresh.loaded is None
     predictor.refresh()
     assert predictor.loaded.version == old and predictor.refused[0] == id_only
+
+
+def test_serve_without_the_extra_says_how_to_install_it(tmp_path, capsys):
+    try:
+        import kserve  # noqa: F401
+    except ImportError:
+        from pad.cli import main
+
+        assert main(["serve", "--store", str(tmp_path)]) == 2
+        assert "pad serve needs the [serve] extra" in capsys.readouterr().err
+    else:
+        pytest.skip("kserve is installed here")
