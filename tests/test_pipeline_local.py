@@ -20,7 +20,7 @@ PARAMS = {
     "analyze_options": {"min_pairs": 5},
 }
 TASKS = {"preprocess", "for-loop-1-iteration-0/embed", "for-loop-1-iteration-1/embed", "embed-merge", "pretrain",
-         "align", "finetune", "analyze"}
+         "align", "finetune", "analyze", "compare", "publish", "recommend"}
 OUTPUTS = {  # task -> output artifacts written to disk (Metrics live in the executor output)
     "preprocess": {"dataset", "summary"},
     "for-loop-1-iteration-0/embed": {"text"},
@@ -30,6 +30,8 @@ OUTPUTS = {  # task -> output artifacts written to disk (Metrics live in the exe
     "align": {"model", "results", "plots"},
     "finetune": {"model", "results", "plots"},
     "analyze": {"analysis", "report", "plots"},
+    "compare": {"comparison", "summary"},
+    "recommend": {"recommendations"},
 }
 
 
@@ -48,7 +50,8 @@ def local_run(tmp_path_factory):
     raw.interactions.to_csv(root / "source" / "interactions.csv", index=False)
     raw.items.to_csv(root / "source" / "items.csv", index=False)
     with private_data_home(root / "home"):
-        run = run_local({"source": f"files:{root / 'source'}", **PARAMS}, out=root / "runs")
+        run = run_local({"source": f"files:{root / 'source'}", "store": str(root / "store"), **PARAMS},
+                        out=root / "runs")
     assert (root / "home" / "text-cache").is_dir()
     return run
 
@@ -56,10 +59,11 @@ def local_run(tmp_path_factory):
 def test_every_step_ran_and_succeeded(local_run):
     steps = [name for name, _, _ in local_run.steps]
     assert sorted(steps) == sorted(["preprocess", "embed", "embed", "embed-merge", "pretrain", "align", "finetune",
-                                    "analyze"])
+                                    "analyze", "compare", "publish", "recommend"])
     assert all(status == "SUCCESS" for _, _, status in local_run.steps)
     assert steps.index("embed-merge") > max(i for i, s in enumerate(steps) if s == "embed")
-    assert steps.index("finetune") > steps.index("align") > steps.index("pretrain") and steps[-1] == "analyze"
+    assert steps.index("finetune") > steps.index("align") > steps.index("pretrain")
+    assert steps.index("recommend") > steps.index("publish") > steps.index("compare") > steps.index("finetune")
 
 
 def test_every_artifact_is_where_the_run_says(local_run):
@@ -68,7 +72,7 @@ def test_every_artifact_is_where_the_run_says(local_run):
         task, output = name.rsplit("/", 1)
         assert path.exists(), name
         found.setdefault(task, set()).add(output)
-    assert set(found) == TASKS
+    assert set(found) == TASKS - {"publish"}  # publish writes into the store; its outputs are a parameter and metrics
     for task, outputs in OUTPUTS.items():
         assert found[task] == outputs, task
     assert set(local_run.outputs) == {"dataset", "text", "id_model", "align_model", "model", "analysis"}
@@ -120,6 +124,23 @@ def test_report_has_the_table_times_and_paths(local_run):
         assert re.search(rf"^  {step}\s+\d+\.\d s  success$", text, re.M), step
     for name, path in local_run.artifacts():
         assert f"{name}" in text and str(path) in text
+    version = json.loads((local_run.run_dir / "publish" / "executor_output.json").read_text())["parameterValues"]["Output"]
+    assert "(no champion yet)" in text and f"published version {version}" in text
+
+
+def test_a_run_with_a_store_publishes_and_recommends(local_run):
+    import pyarrow.parquet as pq
+
+    from padcore.dataset import load_dataset
+    from padcore.store import Store
+
+    store = Store(local_run.run_dir.parent.parent / "store")
+    (manifest,) = store.versions()
+    assert store.champion() == manifest["version"]
+    assert manifest["dataset"]["id"] == load_dataset(local_run.outputs["dataset"]).dataset_id
+    assert manifest["parents"]["model"] == str(local_run.outputs["model"])
+    rec = pq.read_table(local_run.run_dir / "recommend" / "recommendations").to_pandas()
+    assert len(rec) == 10 * load_dataset(local_run.outputs["dataset"]).n_users
 
 
 def test_a_failing_step_is_named(tmp_path, capsys):
