@@ -31,6 +31,8 @@ CUSTOM = """
 images: {small: reg.example/pad-cpu:1.2.3-abc, big: reg.example/pad-gpu:1.2.3-abc, text: reg.example/pad-llm2vec:1.2.3-abc}
 defaults: {image: small, cpu: "1", memory: 2Gi, caching: true}
 steps:
+  compare: {caching: false}
+  publish: {caching: false}
   preprocess: {cpu: 3, memory: 5Gi}
   embed: {image: text, gpus: 2, retries: 4, backoff: 30s, backoff_factor: 3.0, backoff_max: 900s}
   pretrain: {image: big, gpus: 1, retries: 1, backoff: 10s}
@@ -223,6 +225,7 @@ def test_compile_verb(tmp_path, capsys):
         ("images: {cpu: a}\ngpu_pool: {selector: {}}\n", "gpu_pool: unknown field(s) ['selector']"),
         ("images: {}\n", "field 'images'"),
         ("image: {cpu: a}\n", "unknown top-level field(s) ['image']"),
+        ("images: {cpu: a}\nsteps: {publish: {caching: true}}\n", "steps.publish.caching is true"),
     ],
 )
 def test_bad_placement_is_named(tmp_path, text, message):
