@@ -363,8 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser(
         "run",
         help="run the whole PAD pipeline locally (kfp.local)",
-        description="Run the PAD pipeline (preprocess, embed, pretrain, align, finetune, analyze) on this machine "
-        "with kfp.local, print each step as it starts and ends, then the metrics table and every artifact's path.",
+        description="Run the PAD pipeline (preprocess, embed, pretrain, align, finetune, analyze; with --store also "
+        "compare, publish if better, recommend) on this machine with kfp.local, print each step as it starts and "
+        "ends, then the metrics table and every artifact's path.",
     )
     p.add_argument("--source", default="prime_pantry", help="data source, as for `pad preprocess` (default prime_pantry)")
     p.add_argument("--encoder", default="minilm", help="text encoder: minilm | llm2vec | hf:<model> (default minilm)")

@@ -18,7 +18,6 @@ import torch
 
 from padcore.artifacts import atomic_dir, write_json
 from padcore.batches import EvalSplit, split_tensors, window
-from padcore.checkpoint import load_model
 from padcore.config import TrainConfig
 from padcore.dataset import Dataset, load_dataset
 from padcore.errors import PadError

@@ -26,7 +26,7 @@ def serve(store: str, port: int = 8080, *, host: str = "0.0.0.0", name: str = "p
     except ImportError as exc:
         raise PadError(INSTALL) from exc
 
-    class PadModel(kserve.Model):
+    class ChampionModel(kserve.Model):
         """The store's champion as a KServe model."""
 
         def __init__(self) -> None:
@@ -53,7 +53,7 @@ def serve(store: str, port: int = 8080, *, host: str = "0.0.0.0", name: str = "p
                 self._rest_server.config.host = host
             super().setup_event_loop()
 
-    model = PadModel()
+    model = ChampionModel()
     model.load()
     model.predictor.watch(poll)
     Server(http_port=port, enable_grpc=False, workers=1).start([model])
