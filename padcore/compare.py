@@ -82,7 +82,8 @@ def compare(dataset: str | Path, model: str | Path, out: str | Path, *, text: st
             store: str = "", min_gain: float = 0.0, force: bool = False, device: str = "cpu") -> dict:
     """Rank the test split with the challenger `model` and the store's champion; write `decision.json` to `out`."""
     from padcore.recommend import ranker_from_artifacts
-    from padcore.store import Store, ranker_from_version
+    from padcore.recommend import ranker_from_version
+    from padcore.store import Store
 
     ds = load_dataset(dataset)
     dev = pick_device(device)

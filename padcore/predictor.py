@@ -17,8 +17,8 @@ import torch
 
 from padcore.batches import window
 from padcore.errors import PadError
-from padcore.recommend import Ranker
-from padcore.store import Store, ranker_from_version
+from padcore.recommend import Ranker, ranker_from_version
+from padcore.store import Store
 
 log = logging.getLogger("pad.serve")
 DEFAULT_K = 10

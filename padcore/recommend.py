@@ -30,6 +30,7 @@ from padcore.dataset import Dataset, load_dataset, parse_timestamps
 from padcore.errors import PadError
 from padcore.experts import PadModel
 from padcore.metrics import top_k
+from padcore.store import FORMAT, ITEMS, MANIFEST, verify
 from padcore.trainer import _autocast, pick_device
 
 SCHEMA = pa.schema([("user", pa.string()), ("rank", pa.int32()), ("item", pa.string()), ("score", pa.float32())])
@@ -142,6 +143,48 @@ def ranker_from_artifacts(model_dir: str | Path, ds: Dataset, text_dir: str | Pa
     return load_ranker(model_dir, ds.item_column("item"), text, device)
 
 
+def is_version(path: str | Path) -> bool:
+    """Whether `path` is a local folder holding a published version."""
+    return not str(path).startswith("gs://") and (Path(path) / MANIFEST).is_file()
+
+
+def read_version(folder: str | Path) -> dict:
+    """The manifest of a local version folder, its files checked."""
+    folder = Path(folder)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise PadError(f"{folder / MANIFEST}: cannot read the manifest ({exc})") from exc
+    if manifest.get("format") != FORMAT:
+        raise PadError(f"{folder / MANIFEST}: format {manifest.get('format')!r}, this pad reads {FORMAT!r}")
+    verify(folder, manifest)
+    return manifest
+
+
+def ranker_from_version(folder: str | Path, device: str = "cpu") -> Ranker:
+    """A published version (a local folder) ready to rank; a corrupt or incompatible one is refused."""
+    from padcore.text import EMBEDDINGS
+
+    folder = Path(folder)
+    manifest = read_version(folder)
+    items = pq.read_table(folder / ITEMS).to_pandas()
+    if not np.array_equal(items["item_idx"].to_numpy(), np.arange(1, len(items) + 1)):
+        raise PadError(f"{folder / ITEMS}: column 'item_idx' must be 1..{len(items)} in order")
+    keys = np.concatenate([[""], items["item"].astype(str).to_numpy()]).astype(object)
+    text = None
+    if manifest.get("text"):
+        text = np.load(folder / "text" / EMBEDDINGS, mmap_mode="r")
+        if text.shape[0] != len(keys):
+            raise PadError(f"{folder / 'text' / EMBEDDINGS}: {text.shape[0]} rows for {len(keys) - 1} items (+ padding)")
+        text = np.array(text, dtype=np.float32)  # a writable copy: torch wraps it
+    try:
+        return load_ranker(folder / "model", keys, text, device, label=manifest["version"])
+    except PadError:
+        raise
+    except (RuntimeError, KeyError, ValueError, OSError) as exc:
+        raise PadError(f"{folder / 'model'}: cannot load the model of version {manifest['version']} ({exc})") from exc
+
+
 def read_sequences(path: str) -> tuple[np.ndarray, list[np.ndarray]]:
     """Users and their item-id histories (oldest first) from a `user,item,timestamp` CSV or Parquet file."""
     from padcore.sources import read_table
@@ -215,8 +258,6 @@ def recommend(model: str | Path, out: str | Path, *, dataset: str | Path | None 
     experts) or a published store version (which carries its items and text). Users are
     those of `dataset`, or the histories of the `sequences` file (`user,item,timestamp`).
     """
-    from padcore.store import is_version, ranker_from_version
-
     if is_version(model):
         ranker = ranker_from_version(model, device)
         ds = load_dataset(dataset) if dataset else None

@@ -14,7 +14,8 @@ from pad.cli import main
 from padcore.compare import compare, decide
 from padcore.dataset import load_dataset
 from padcore.metrics import hit_ndcg
-from padcore.store import Store, ranker_from_version
+from padcore.recommend import ranker_from_version
+from padcore.store import Store
 from shop import NEW_ITEMS
 
 

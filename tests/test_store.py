@@ -15,7 +15,8 @@ import pytest
 
 from pad.cli import main
 from padcore.errors import PadError
-from padcore.store import Conflict, Store, ranker_from_version
+from padcore.recommend import ranker_from_version
+from padcore.store import Conflict, Store
 
 ROOT = Path(__file__).resolve().parents[1]
 
