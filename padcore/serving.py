@@ -7,10 +7,11 @@ KServe's V1 protocol: `POST /v1/models/pad:predict` with
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from padcore.errors import PadError
-from padcore.predictor import Predictor
+from padcore.predictor import Predictor, log
 
 INSTALL = ("pad serve needs the [serve] extra, which cannot share an environment with pandas 3: "
            "python3 -m venv .venv-serve && .venv-serve/bin/pip install torch==2.13.0 -e '.[serve]', "
@@ -53,6 +54,11 @@ def serve(store: str, port: int = 8080, *, host: str = "0.0.0.0", name: str = "p
                 self._rest_server.config.host = host
             super().setup_event_loop()
 
+    handler = logging.StreamHandler()  # kserve configures only its own loggers
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
     model = ChampionModel()
     model.load()
     model.predictor.watch(poll)
