@@ -31,7 +31,7 @@ from padcore.errors import PadError
 from padcore.experts import PadModel
 from padcore.metrics import top_k
 from padcore.store import FORMAT, ITEMS, MANIFEST, verify
-from padcore.trainer import _autocast, pick_device
+from padcore.trainer import autocast, pick_device
 
 SCHEMA = pa.schema([("user", pa.string()), ("rank", pa.int32()), ("item", pa.string()), ("score", pa.float32())])
 MAX_CELLS = 2**24  # scores held at once (users x items); bounds memory for any catalogue size
@@ -74,7 +74,7 @@ class Ranker:
     @torch.no_grad()
     def top_k(self, inputs: torch.Tensor, history: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(item_idx [B, k], score [B, k]) for left-padded inputs [B, <= max_len] and history [B, S]."""
-        with _autocast(self.device):
+        with autocast(self.device):
             scores = self.model.scores(inputs.to(self.device), self.side)
         items, values = top_k(scores, history.to(self.device), k)
         return items.cpu().numpy(), values.cpu().numpy()
@@ -119,7 +119,7 @@ def load_ranker(model_dir: str | Path, keys: np.ndarray, text: np.ndarray | None
     model = load_model(model_dir, text).to(dev).eval()
     config = json.loads((model_dir / "config.json").read_text())
     max_len = int(config.get("max_len") or config["config"]["max_len"])
-    with torch.no_grad(), _autocast(dev):
+    with torch.no_grad(), autocast(dev):
         side = model.item_side()
     keys = np.concatenate([[""], np.asarray(keys, dtype=object)[1:]]).astype(object)
     return Ranker(model, side, keys, max_len, dev, label or str(model_dir))

@@ -186,3 +186,10 @@ def shop(tmp_path_factory) -> dict[str, Path]:
     from shop import train_shop
 
     return train_shop(tmp_path_factory.mktemp("shop"), _synthetic_raw(n_users=300, n_items=60, seed=3))
+
+
+def id_model(cfg, n_items: int, max_len: int):
+    """A fresh ID-only model (PAD's phase 1) for unit tests."""
+    from padcore.experts import PadModel, build_expert
+
+    return PadModel({"id": build_expert("id", cfg, n_items, max_len, None)})

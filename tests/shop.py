@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from padcore import phases
+from padcore import training as phases
 from padcore.dataset import Dataset, Protocol, build_dataset, write_dataset
 from padcore.text import EMBEDDINGS, FORMAT
 

@@ -46,7 +46,7 @@ def test_publish_list_promote_rollback(store_uri, shop, capsys):
     assert manifest["dataset"]["source"] == "synthetic:new" and manifest["items"]["count"] == 60
     assert manifest["model"]["phase"] == "finetune" and manifest["model"]["config"]["config"]["dim"] == 16
     assert manifest["text"]["text_hash"] == "synthetic-new" and manifest["code"]["pad"]
-    assert manifest["parents"]["model"] == str(shop["new_model"]) and "align_model" in manifest["parents"]
+    assert manifest["parents"]["model"] == str(shop["new_model"]) and manifest["parents"]["align"].endswith("m2")
     assert set(manifest["files"]) >= {"model/model.safetensors", "model/config.json", "items.parquet",
                                       "text/embeddings.npy"}
     assert manifest["model"]["test"]["ndcg@10"] == json.loads((shop["new_model"] / "metrics.json").read_text())["test"]["ndcg@10"]
