@@ -17,6 +17,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,7 @@ import pyarrow.parquet as pq
 
 from padcore.artifacts import META, atomic_dir, read_meta, write_json
 from padcore.errors import PadError
+from padcore.options import build_options, check_options, option
 
 FORMAT = "pad.dataset/1"
 GROUPS = ("warm", "median", "cold")
@@ -41,15 +43,16 @@ class Protocol:
     (second to last) and the test target (last).
     """
 
-    max_len: int = 20
-    min_len: int = 5
-    buckets: int = 10
+    max_len: int = option(20, "model input length; the latest max_len + 3 interactions are kept", low=1)
+    min_len: int = option(5, "minimum interactions per user (a train, a valid and a test target at least)", low=3)
+    buckets: int = option(10, "frequency buckets of equal training mass, 1 = warmest", low=1)
 
     def __post_init__(self) -> None:
-        if self.min_len < 3:
-            raise PadError(f"min_len={self.min_len}: need at least 3 (a train, a valid and a test target)")
-        if self.max_len < 1 or self.buckets < 1:
-            raise PadError(f"max_len={self.max_len}, buckets={self.buckets}: both must be positive")
+        check_options(self, "preprocess")
+
+    @classmethod
+    def from_options(cls, **options: Any) -> "Protocol":
+        return build_options(cls, "preprocess", options)
 
     @property
     def keep_last(self) -> int:

@@ -12,8 +12,7 @@ from pathlib import Path
 from padcore.dataset import Protocol, build_dataset, summary, write_dataset
 
 # steps that need torch are imported on first use, so `pad preprocess` and `pad --help` stay light
-_LAZY = {"pretrain": "padcore.phases", "align": "padcore.phases", "finetune": "padcore.phases",
-         "analyze": "padcore.analysis"}
+_LAZY = {"analyze": "padcore.analysis"}
 
 __all__ = ["preprocess", "embed", "embed_merge", "pretrain", "align", "finetune", "analyze"]
 
@@ -29,7 +28,7 @@ def preprocess(source: str, out: str | Path, *, max_len: int = 20, min_len: int 
     from padcore.sources import load_source
 
     t0 = time.perf_counter()
-    protocol = Protocol(max_len=max_len, min_len=min_len, buckets=buckets)
+    protocol = Protocol.from_options(max_len=max_len, min_len=min_len, buckets=buckets)
     print(f"[preprocess] reading {source} ...", flush=True)
     raw = load_source(source)
     print(f"[preprocess] {len(raw.interactions):,} interactions, {len(raw.items):,} items read; applying protocol", flush=True)
@@ -48,7 +47,7 @@ def embed(
     batch_size: int = 64,
     device: str = "auto",
     dtype: str = "float16",
-    shard: str | None = None,
+    shard: str = "",
     on_empty: str = "placeholder",
     placeholder: str = "(no text)",
     cache: bool = True,
@@ -71,3 +70,40 @@ def embed_merge(parts: list, out: str | Path, *, cache: bool = True) -> dict:
     from padcore.text import merge_shards
 
     return merge_shards(parts, out, cache=cache)
+
+
+def _check_training(options: dict, inherited: bool) -> None:
+    """Every training option checked before any data is read: whole for phase 1; one by one for a later
+    phase, whose configuration is the earlier phase's with these on top (checked whole once that is read)."""
+    from padcore.config import TrainConfig
+    from padcore.options import check_values
+
+    if inherited:
+        check_values(TrainConfig, "training", options)
+    else:
+        TrainConfig.from_options(**options)
+
+
+def pretrain(dataset: str | Path, out: str | Path, **options) -> dict:
+    """Phase 1 (`padcore.phases.pretrain`): dataset -> ID model artifact at `out`. Returns its metrics."""
+    from padcore import phases
+
+    _check_training(options, inherited=False)
+    return phases.pretrain(dataset, out, **options)
+
+
+def align(dataset: str | Path, text: str | Path, id_model: str | Path, out: str | Path, **options) -> dict:
+    """Phase 2 (`padcore.phases.align`): -> alignment-expert artifact at `out`. Returns its metrics."""
+    from padcore import phases
+
+    _check_training(options, inherited=True)
+    return phases.align(dataset, text, id_model, out, **options)
+
+
+def finetune(dataset: str | Path, text: str | Path, id_model: str | Path, align_model: str | Path, out: str | Path,
+             **options) -> dict:
+    """Phase 3 (`padcore.phases.finetune`): -> triple-expert model artifact at `out`. Returns its metrics."""
+    from padcore import phases
+
+    _check_training(options, inherited=True)
+    return phases.finetune(dataset, text, id_model, align_model, out, **options)

@@ -31,8 +31,9 @@ from tqdm.auto import tqdm
 from padcore.artifacts import META, atomic_dir, read_meta, write_json
 from padcore.dataset import Dataset, load_dataset
 from padcore.download import data_home
-from padcore.encoders import Encoder, EncoderOptions, resolve, resolve_device
+from padcore.encoders import Encoder, EncoderOptions, check_name, resolve, resolve_device
 from padcore.errors import PadError
+from padcore.options import DEVICE_PATTERN, check_options, option
 
 FORMAT = "pad.text/1"
 EMBEDDINGS = "embeddings.npy"
@@ -43,33 +44,25 @@ COPY_ROWS = 1 << 16  # rows per chunk when merging shards
 
 @dataclass(frozen=True)
 class EmbedConfig:
-    """Settings of the embed step.
+    """Settings of the embed step."""
 
-    shard: `I/N` embeds the I-th (from 0) of N contiguous slices of the items; None = all.
-    on_empty: an item without text gets `placeholder` embedded (and is counted in
-      meta.json), or the step fails.
-    cache: reuse a matching artifact from `$PAD_DATA_HOME/text-cache`, and add new ones to it.
-    """
-
-    encoder: str = "minilm"
-    batch_size: int = 64
-    device: str = "auto"
-    dtype: str = "float16"
-    shard: str | None = None
-    on_empty: str = "placeholder"
-    placeholder: str = "(no text)"
-    cache: bool = True
+    encoder: str = option("minilm", "minilm (offline, 384-d) | llm2vec (the paper's, GPU) | hf:<model-or-path>")
+    batch_size: int = option(64, "texts per batch", low=1)
+    device: str = option("auto", "auto: cuda when present | cpu | cuda | cuda:N", pattern=DEVICE_PATTERN)
+    dtype: str = option("float16", "stored precision", choices=DTYPES)
+    shard: str = option("", "I/N: embed only the I-th (from 0) of N contiguous item slices; empty = all items")
+    on_empty: str = option("placeholder", "an item without text: embed `placeholder` (counted in meta.json), or "
+                           "fail", choices=ON_EMPTY)
+    placeholder: str = option("(no text)", "text embedded for items without one")
+    cache: bool = option(True, "reuse a matching table from $PAD_DATA_HOME/text-cache, and add new ones to it")
     options: EncoderOptions = field(default_factory=EncoderOptions)
 
     def __post_init__(self) -> None:
-        if self.dtype not in DTYPES:
-            raise PadError(f"dtype {self.dtype!r}: expected one of {list(DTYPES)}")
-        if self.on_empty not in ON_EMPTY:
-            raise PadError(f"on_empty {self.on_empty!r}: expected one of {list(ON_EMPTY)}")
-        if self.batch_size < 1:
-            raise PadError(f"batch_size {self.batch_size}: expected 1 or more")
+        check_options(self, "embed")
+        check_name(self.encoder)
+        Shard.parse(self.shard)
         if not self.placeholder.strip():
-            raise PadError("placeholder: expected a non-empty text")
+            raise PadError("embed option 'placeholder' is empty; expected a text")
 
 
 @dataclass(frozen=True)
@@ -80,15 +73,17 @@ class Shard:
     count: int
 
     @classmethod
-    def parse(cls, spec: str | None) -> "Shard | None":
+    def parse(cls, spec: str) -> "Shard | None":
+        """`I/N` as a Shard; empty = no shard (all items)."""
         if not spec:
             return None
         try:
             index, count = (int(x) for x in spec.split("/"))
         except ValueError:
-            raise PadError(f"shard {spec!r}: expected I/N, e.g. 0/4 for the first of 4 shards") from None
+            index, count = -1, 0
         if not 0 <= index < count:
-            raise PadError(f"shard {spec!r}: expected 0 <= I < N")
+            raise PadError(f"embed option 'shard' is {spec!r}; allowed: I/N with 0 <= I < N, e.g. 0/4 for the first "
+                           "of 4 shards")
         return cls(index, count)
 
     def rows(self, n_items: int) -> tuple[int, int]:
@@ -131,9 +126,9 @@ def cache_dir() -> Path:
 
 def embed_dataset(dataset: str | Path | Dataset, out: str | Path, cfg: EmbedConfig = EmbedConfig()) -> dict:
     """Embed the item texts of `dataset` (or one shard of them) into a text artifact at `out`."""
-    ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
-    spec = resolve(cfg.encoder, cfg.options)
+    spec = resolve(cfg.encoder, cfg.options)  # settings first: a typo fails before any data is read
     shard = Shard.parse(cfg.shard)
+    ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
     texts, missing = item_texts(ds, cfg.on_empty, cfg.placeholder)
     n = ds.n_items
     start, stop = shard.rows(n) if shard else (1, n + 1)

@@ -151,6 +151,7 @@ def run_local(
     """
     from kfp import local
 
+    from pipelines.client import check_run
     from pipelines.pad_pipeline import build_pipeline
     from pipelines.placement import Volumes, load_placement
 
@@ -161,6 +162,7 @@ def run_local(
         steps={s: dataclasses.replace(p, retries=0) for s, p in placement.steps.items()},
     )
     pipeline = build_pipeline(placement)
+    check_run({name: spec.default for name, spec in (pipeline.component_spec.inputs or {}).items()}, params)
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(out), enable_caching=cache)

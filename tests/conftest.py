@@ -85,6 +85,13 @@ def file_server(tmp_path):
     httpd.server_close()
 
 
+def artifact(cls, folder: Path, name: str):
+    """A KFP artifact of type `cls` at `folder/name`, for calling a component's `.python_func`."""
+    a = cls(name=name)
+    a.path = str(folder / name)
+    return a
+
+
 @contextmanager
 def private_data_home(folder: Path) -> Iterator[Path]:
     """PAD_DATA_HOME = `folder` while a module fixture embeds, so the text cache never lands in the user's data home."""

@@ -10,11 +10,12 @@ from kfp.dsl import HTML, Artifact, Dataset, Markdown, Metrics, Model
 
 from components.align import align
 from components.analyze import analyze
-from components.base import shard_specs, training_options, typed_options, work_folder
+from components.base import shard_specs, training_options, work_folder
 from components.embed import embed
 from components.embed_merge import embed_merge
 from components.finetune import finetune
 from components.preprocess import preprocess
+from conftest import artifact
 from components.pretrain import pretrain
 from padcore.config import TrainConfig
 from padcore.errors import PadError
@@ -22,12 +23,6 @@ from padcore.errors import PadError
 # Small and quick: two epochs of a narrow one-layer model. Floats stand in for ints as KFP's JSON sends them.
 TINY = {"dim": 16.0, "layers": 1.0, "patience": 1.0, "batch_size": 64.0}
 GROUPS = ("warm", "median", "cold")
-
-
-def artifact(cls, folder: Path, name: str):
-    a = cls(name=name)
-    a.path = str(folder / name)
-    return a
 
 
 def write_source(raw, folder: Path) -> str:
@@ -206,10 +201,8 @@ def test_option_helpers():
     assert shard_specs(3) == ["0/3", "1/3", "2/3"]
     with pytest.raises(PadError, match="embed_shards"):
         shard_specs(0)
-    assert typed_options({"dim": 32.0, "lr": 1.0, "gamma": 0.5, "backbone": "caser"}, TrainConfig()) == {
-        "dim": 32, "lr": 1.0, "gamma": 0.5, "backbone": "caser"}
-    assert isinstance(typed_options({"dim": 32.0}, TrainConfig())["dim"], int)
-    assert training_options({"dim": 8.0}, backbone="sasrec", epochs=0, seed=1) == {"dim": 8, "backbone": "sasrec", "seed": 1}
+    assert training_options({"dim": 8.0}, backbone="sasrec", epochs=0, seed=1) == {"dim": 8.0, "backbone": "sasrec", "seed": 1}
+    assert TrainConfig.from_options(training_options({"dim": 32.0}, seed=1)).dim == 32, "KFP's float numbers are coerced"
     assert training_options({}, epochs=3)["epochs"] == 3
     with pytest.raises(PadError, match=r"\['backbone'\]"):
         training_options({"backbone": "gru4rec"}, backbone="sasrec")

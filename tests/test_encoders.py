@@ -92,12 +92,12 @@ def test_hf_mean_pooling_ignores_padding(tiny_bert):
         ("bert", EncoderOptions(), "unknown encoder 'bert'"),
         ("hf:/no/such/folder", EncoderOptions(), "does not exist"),
         ("hf:./no-such-folder", EncoderOptions(), "does not exist"),
-        ("hf:", EncoderOptions(), "empty model name"),
-        ("minilm", EncoderOptions(pooling="max"), r"takes no option\(s\) \['pooling'\]"),
+        ("hf:", EncoderOptions(), "unknown encoder 'hf:'"),
+        ("llm2vec", EncoderOptions(base_model=""), "base_model: empty model name"),
+        ("minilm", EncoderOptions(pooling="last_token"), r"takes no option\(s\) \['pooling'\]"),
         ("minilm", EncoderOptions(adapter="supervised"), "takes no option"),
-        ("hf:bert-base-uncased", EncoderOptions(pooling="cls"), "pooling 'cls'"),
+        ("hf:bert-base-uncased", EncoderOptions(pooling="eos_token"), "pooling 'eos_token'"),
         ("hf:bert-base-uncased", EncoderOptions(instruction="x"), "takes no option"),
-        ("llm2vec", EncoderOptions(pooling="max"), "pooling 'max'"),
         ("llm2vec", EncoderOptions(base_model="/no/such/llama"), "base_model '/no/such/llama'"),
         ("llm2vec", EncoderOptions(adapter="./no-such-lora"), "adapter './no-such-lora'"),
     ],
@@ -148,6 +148,8 @@ def test_llm2vec_without_the_extra_says_how_to_install_it():
 def test_unknown_options_and_devices_are_errors():
     with pytest.raises(PadError, match=r"unknown encoder option\(s\) \['temperature'\]"):
         EncoderOptions.from_dict({"temperature": 0.1})
+    with pytest.raises(PadError, match="encoder option 'pooling' is 'max'; allowed: mean, weighted_mean, eos_token"):
+        EncoderOptions.from_dict({"pooling": "max"})
     with pytest.raises(PadError, match="expected auto, cpu"):
         resolve_device("tpu")
     assert resolve_device("cpu") == "cpu"
