@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import Any, Iterator
 from padcore.errors import PadError
 
 META = "meta.json"
+DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 
 @contextlib.contextmanager
@@ -21,18 +24,56 @@ def atomic_dir(out: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside `out`; on success it replaces `out`.
 
     On an exception the temporary folder is removed and `out` is untouched, so a
-    failed step never leaves a partial artifact behind.
+    failed step never leaves a partial artifact behind; a full disk is a PadError.
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    clear_leftovers(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; an artifact is read by other users and containers
     try:
-        yield tmp
+        with _disk_full_is_an_error(out, "the previous artifact, if any, is untouched"):
+            yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _swap_into(tmp, out)
+
+
+@contextlib.contextmanager
+def _disk_full_is_an_error(out: Path, kept: str) -> Iterator[None]:
+    """A write that found no room (full disk, quota, file size limit) as a PadError naming `out`."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        raise PadError(f"{out}: {os.strerror(exc.errno)} while writing {exc.filename or 'it'}; {kept}") from exc
+
+
+def clear_leftovers(out: Path) -> None:
+    """Remove what killed writers of `out` left beside it: their temporary folders and superseded artifacts.
+
+    Each is named after its writer's process id; a folder whose writer is alive
+    (another process writing `out` now) is left alone. Our own id on one can only
+    be a dead writer's: a restarted container numbers its processes anew.
+    """
+    for path in out.parent.glob(f".{out.name}.*"):
+        m = re.fullmatch(rf"\.{re.escape(out.name)}\.(?:tmp-(\d+)-.*|old-(\d+))", path.name)
+        if m and not _alive(int(m.group(1) or m.group(2))):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def _swap_into(src: Path, out: Path) -> None:
@@ -90,7 +131,10 @@ def resumable_dir(out: str | os.PathLike) -> Iterator[Path]:
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    clear_leftovers(out)
     work = out.parent / f".{out.name}.partial"
     work.mkdir(exist_ok=True)
-    yield work
+    with _disk_full_is_an_error(out, f"the previous artifact, if any, is untouched; {work} keeps the work done "
+                                     "for a rerun"):
+        yield work
     _swap_into(work, out)

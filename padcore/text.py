@@ -150,9 +150,7 @@ def embed_dataset(dataset: str | Path | Dataset, out: str | Path, cfg: EmbedConf
     encoder = spec.load(device)
     offset = 0 if shard else 1  # the table row of item `start`
     with atomic_dir(out) as tmp:
-        table = np.lib.format.open_memmap(
-            tmp / EMBEDDINGS, mode="w+", dtype=cfg.dtype, shape=(stop - start + offset, encoder.dim)
-        )
+        table = new_table(tmp / EMBEDDINGS, cfg.dtype, (stop - start + offset, encoder.dim))
         table[:offset] = 0
         seconds = encode_into(table, offset, texts[start - 1 : stop - 1], start, encoder, cfg.batch_size)
         table.flush()
@@ -188,6 +186,19 @@ def embed_dataset(dataset: str | Path | Dataset, out: str | Path, cfg: EmbedConf
     if shard is None and cfg.cache:
         _store_in_cache(Path(out), key)
     return meta
+
+
+def new_table(path: Path, dtype: str, shape: tuple[int, int]) -> np.ndarray:
+    """A `.npy` file of `shape`, memory-mapped for writing, with its disk space reserved.
+
+    A memory map writes into a sparse file: on a full disk its pages would fail
+    one by one, each a SIGBUS that kills the process. Reserved first, the space
+    is there, or an OSError (no space) says so before any work.
+    """
+    table = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    with open(path, "r+b") as f:
+        os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+    return table
 
 
 def encode_into(
@@ -324,7 +335,7 @@ def merge_shards(parts: Sequence[str | Path], out: str | Path, cache: bool = Tru
 
     t0 = time.perf_counter()
     with atomic_dir(out) as tmp:
-        table = np.lib.format.open_memmap(tmp / EMBEDDINGS, mode="w+", dtype=first["dtype"], shape=(n + 1, first["dim"]))
+        table = new_table(tmp / EMBEDDINGS, first["dtype"], (n + 1, first["dim"]))
         table[0] = 0
         for p, m in sorted(zip(parts, metas), key=lambda pm: pm[1]["shard"]["index"]):
             start, stop = Shard(m["shard"]["index"], count).rows(n)

@@ -19,6 +19,13 @@ import pytest
 from padcore.dataset import Dataset, Protocol, RawData, build_dataset, write_dataset
 
 
+def pytest_addoption(parser):
+    group = parser.getgroup("pad", "pad's fault and fuzz tests")
+    group.addoption("--crash-kills", type=int, default=20, help="tests/test_faults.py: kills per command (default 20)")
+    group.addoption("--crash-exec", action="store_true",
+                    help="tests/test_faults.py: start every run as a fresh python instead of a fork (slower)")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -98,6 +105,31 @@ def private_data_home(folder: Path) -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PAD_DATA_HOME", str(folder))
         yield folder
+
+
+def save_tiny_bert(folder: Path, texts: list[str]):
+    """A randomly initialised 2-layer BERT (seed 0) and a word-level tokenizer over `texts`, saved into `folder`.
+
+    Returns (model, tokenizer).
+    """
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    words = sorted({w for t in texts for w in t.lower().replace(",", " ").split()})
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *words])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", model_max_length=64
+    )
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    model = BertModel(config).eval()
+    model.save_pretrained(folder)
+    fast.save_pretrained(folder)
+    return model, fast
 
 
 def _synthetic_raw(n_users: int = 300, n_items: int = 60, seed: int = 0, lengths: tuple[int, int] = (3, 30)) -> RawData:

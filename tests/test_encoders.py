@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import save_tiny_bert
 from padcore.encoders import EncoderOptions, resolve, resolve_device
 from padcore.errors import PadError
 
@@ -53,23 +54,8 @@ def test_minilm_settings_are_machine_independent():
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory):
     """A randomly initialised 2-layer BERT and a word-level tokenizer, saved as a model folder."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-    words = sorted({w for t in TITLES for w in t.lower().replace(",", " ").split()})
-    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *words])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", model_max_length=64
-    )
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
-    model = BertModel(config).eval()
     folder = tmp_path_factory.mktemp("tiny-bert")
-    model.save_pretrained(folder)
-    fast.save_pretrained(folder)
+    model, fast = save_tiny_bert(folder, TITLES)
     return folder, model, fast
 
 
