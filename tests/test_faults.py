@@ -39,7 +39,7 @@ def test_killed_commands_rerun_to_exactly_the_uninterrupted_result(world, pytest
         assert any(s.endswith("/resume.pt") for s in tally.sites), "killed while saving a checkpoint"
 
 
-FULL = [("preprocess", []), ("embed", ["--dtype", "float32", "--no-cache"])]
+FULL = [("preprocess", []), ("embed", ["--dtype", "float32", "--no-cache"]), ("pretrain", []), ("finetune", [])]
 
 
 @pytest.mark.parametrize("name, extra", FULL, ids=[f[0] for f in FULL])
@@ -74,3 +74,4 @@ def test_a_full_file_system_during_the_embedding_table_fails_cleanly(world):
     error = result["stderr"].strip().splitlines()[-1]
     assert "No space left on device" in error and error.startswith("pad embed: error: "), error
     assert result["after"] == result["before"] and result["leftovers"] == []
+
