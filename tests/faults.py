@@ -45,6 +45,7 @@ EVENTS = {"open", "os.rename", "os.remove", "os.rmdir", "os.mkdir", "os.link", "
           "shutil.copyfile", "tempfile.mkdtemp"}
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 ENV_ROOT, ENV_SKIP, ENV_MARK = "PAD_FAULTS_ROOT", "PAD_FAULTS_SKIP", "PAD_FAULTS_MARK"
+ENV_IN_PLACE = "PAD_FAULTS_IN_PLACE"
 TIMEOUT = 300.0  # a child that runs longer has hung
 
 
@@ -107,9 +108,25 @@ def install_hook() -> None:
 
 def child_main(argv: list[str]) -> int:
     install_hook()
+    if os.environ.get(ENV_IN_PLACE):
+        _write_datasets_in_place()
     from pad.cli import main
 
     return main(argv)
+
+
+def _write_datasets_in_place() -> None:
+    """The harness's self-test: dataset artifacts written straight into `--out`, as a careless writer would."""
+    import contextlib
+
+    import padcore.dataset
+
+    @contextlib.contextmanager
+    def in_place(out):
+        Path(out).mkdir(parents=True, exist_ok=True)
+        yield Path(out)
+
+    padcore.dataset.atomic_dir = in_place
 
 
 def serve() -> None:

@@ -8,9 +8,13 @@ bench/RESULTS.md.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import shutil
+
 import pytest
 
-from faults import STARTS, crash, files_digest, leftovers, prepare, reset, run_on_small_filesystem, run_with_file_limit
+from faults import ENV_IN_PLACE, STARTS, crash, files_digest, leftovers, prepare, reset, run_on_small_filesystem, run_with_file_limit
 
 pytestmark = pytest.mark.slow
 COMMANDS = ["preprocess", "embed", "pretrain", "align", "finetune"]
@@ -37,6 +41,33 @@ def test_killed_commands_rerun_to_exactly_the_uninterrupted_result(world, pytest
     assert any("meta.json" in s for s in tally.sites), tally.sites
     if name in ("pretrain", "align", "finetune"):
         assert any(s.endswith("/resume.pt") for s in tally.sites), "killed while saving a checkpoint"
+
+
+def test_the_harness_catches_a_writer_that_is_not_atomic(world):
+    """Self-test: with dataset artifacts written in place, a kill leaves a half-written one, and it is reported."""
+    harness, cmds, refs = world
+    careless = dataclasses.replace(cmds["preprocess"], env={ENV_IN_PLACE: "1"})
+    tally = crash(harness, careless, *refs["preprocess"], kills=4, seed=0)
+    assert any("present but unreadable" in p for p in tally.problems), tally.problems
+
+
+def test_the_harness_compares_weights_and_metrics(world, tmp_path):
+    """Self-test: a model artifact with one weight or one metric changed does not pass for the reference."""
+    from safetensors.torch import load_file, save_file
+
+    harness, cmds, refs = world
+    cmd, ref = cmds["pretrain"], refs["pretrain"][0]
+    weights = shutil.copytree(ref, tmp_path / "weights")
+    tensors = load_file(weights / "model.safetensors")
+    name = next(iter(tensors))
+    tensors[name].view(-1)[0] += 1e-6
+    save_file(tensors, weights / "model.safetensors")
+    metrics = shutil.copytree(ref, tmp_path / "metrics")
+    saved = json.loads((metrics / "metrics.json").read_text())
+    saved["test"]["hr@10"] += 1e-9
+    (metrics / "metrics.json").write_text(json.dumps(saved))
+    assert cmd.read(ref) == cmd.read(shutil.copytree(ref, tmp_path / "copy"))
+    assert cmd.read(weights) != cmd.read(ref) and cmd.read(metrics) != cmd.read(ref)
 
 
 FULL = [("preprocess", []), ("embed", ["--dtype", "float32", "--no-cache"]), ("pretrain", []), ("finetune", [])]
