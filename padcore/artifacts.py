@@ -95,6 +95,29 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def read_json(path: str | os.PathLike) -> dict:
+    """The JSON object in the file `path`, or a PadError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise PadError(f"{path}: missing")
+    try:
+        obj = json.loads(path.read_bytes())
+    except (ValueError, RecursionError) as exc:  # bad bytes, bad JSON, or nested past Python's depth
+        raise PadError(f"{path}: not valid JSON ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(obj, dict):
+        raise PadError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def meta_field(meta: dict, name: str, kind: type | tuple[type, ...], path: str | os.PathLike) -> Any:
+    """`meta[name]`, which must be of type `kind` (a bool is no int here); else a PadError naming file and field."""
+    value = meta.get(name)
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        raise PadError(f"{path}: field {name!r} is {value!r}; expected {' or '.join(k.__name__ for k in kinds)}")
+    return value
+
+
 def read_meta(folder: str | os.PathLike, kind: str, hints: dict[str, str] | None = None) -> dict:
     """Read `folder/meta.json` and check it describes an artifact of `kind`.
 
@@ -103,12 +126,9 @@ def read_meta(folder: str | os.PathLike, kind: str, hints: dict[str, str] | None
     path = Path(folder) / META
     if not path.is_file():
         raise PadError(f"{path}: missing; is {folder} a pad {kind} artifact?")
-    try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise PadError(f"{path}: not valid JSON ({exc})") from exc
+    meta = read_json(path)
     if meta.get("kind") != kind:
-        hint = (hints or {}).get(meta.get("kind"), "")
+        hint = (hints or {}).get(meta.get("kind"), "") if isinstance(meta.get("kind"), str) else ""
         raise PadError(f"{path}: field 'kind' is {meta.get('kind')!r}, expected {kind!r}{hint}")
     return meta
 

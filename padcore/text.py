@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from padcore.artifacts import META, atomic_dir, read_meta, write_json
+from padcore.artifacts import META, atomic_dir, meta_field, read_meta, write_json
 from padcore.dataset import Dataset, load_dataset
 from padcore.download import data_home
 from padcore.encoders import Encoder, EncoderOptions, check_name, resolve, resolve_device
@@ -229,11 +229,16 @@ def encode_into(
 
 
 def read_text_meta(path: str | Path, kind: str = "text") -> dict:
-    """meta.json of a text artifact (or shard) at `path`, checked for kind and format."""
+    """meta.json of a text artifact (or shard) at `path`, checked for kind, format and the fields read from it."""
     hints = {"text-shard": "; join the shards with `pad embed-merge` first", "text": "; it is already whole"}
     meta = read_meta(path, kind, hints)
+    where = Path(path) / META
     if meta.get("format") != FORMAT:
-        raise PadError(f"{Path(path) / META}: format {meta.get('format')!r}, this pad reads {FORMAT!r}")
+        raise PadError(f"{where}: format {meta.get('format')!r}, this pad reads {FORMAT!r}")
+    for name, kind_ in (("rows", int), ("dim", int), ("n_items", int), ("item_hash", str), ("text_hash", str)):
+        meta_field(meta, name, kind_, where)
+    if meta.get("dtype") not in DTYPES:
+        raise PadError(f"{where}: field 'dtype' is {meta.get('dtype')!r}; expected one of {list(DTYPES)}")
     return meta
 
 
@@ -242,10 +247,13 @@ def _open_table(path: Path, meta: dict) -> np.ndarray:
     file = path / EMBEDDINGS
     if not file.is_file():
         raise PadError(f"{file}: missing from the text artifact")
-    table = np.load(file, mmap_mode="r")
-    expected = (meta.get("rows"), meta.get("dim"))
-    if table.shape != expected or table.dtype != np.dtype(meta.get("dtype")):
-        raise PadError(f"{file}: holds {table.shape} {table.dtype}, {path / META} says {expected} {meta.get('dtype')}")
+    try:
+        table = np.load(file, mmap_mode="r")
+    except Exception as exc:  # noqa: BLE001  (numpy parses the header with Python's tokenizer: any error means a bad file)
+        raise PadError(f"{file}: not a readable .npy table ({type(exc).__name__}: {exc})") from exc
+    expected = (meta["rows"], meta["dim"])
+    if table.shape != expected or table.dtype != np.dtype(meta["dtype"]):
+        raise PadError(f"{file}: holds {table.shape} {table.dtype}, {path / META} says {expected} {meta['dtype']}")
     return table
 
 
@@ -254,16 +262,19 @@ def load_text(path: str | Path, dataset: str | Path | Dataset) -> np.ndarray:
     path = Path(path)
     meta = read_text_meta(path)
     ds_meta = dataset.meta if isinstance(dataset, Dataset) else load_dataset(dataset).meta
-    if meta.get("item_hash") != ds_meta["item_hash"]:
+    if meta["item_hash"] != ds_meta["item_hash"]:
         raise PadError(
-            f"{path / META}: embeds other items (item_hash {str(meta.get('item_hash'))[:12]}…, the dataset "
+            f"{path / META}: embeds other items (item_hash {meta['item_hash'][:12]}…, the dataset "
             f"{ds_meta['dataset_id']} has {ds_meta['item_hash'][:12]}…); run `pad embed` on this dataset"
         )
-    if meta.get("rows") != ds_meta["n_items"] + 1:
-        raise PadError(f"{path / META}: field 'rows' is {meta.get('rows')}, expected n_items + 1 = {ds_meta['n_items'] + 1}")
+    if meta["rows"] != ds_meta["n_items"] + 1:
+        raise PadError(f"{path / META}: field 'rows' is {meta['rows']}, expected n_items + 1 = {ds_meta['n_items'] + 1}")
     table = np.array(_open_table(path, meta), dtype=np.float32)  # in memory and writable, whatever the stored dtype
     if table[0].any():
         raise PadError(f"{path / EMBEDDINGS} row 0: the padding row must be zeros")
+    finite = np.isfinite(table).all(axis=1)
+    if not finite.all():
+        raise PadError(f"{path / EMBEDDINGS} row {int(np.argmin(finite))}: holds NaN or infinite values")
     return table
 
 

@@ -15,8 +15,15 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import settings
 
 from padcore.dataset import Dataset, Protocol, RawData, build_dataset, write_dataset
+
+# The fuzz tests (tests/test_fuzz.py): CI runs a fixed seed and a bounded number of examples;
+# `pytest tests/test_fuzz.py --hypothesis-profile fuzz-long` runs many more, from a fresh seed each time.
+settings.register_profile("ci", max_examples=60, derandomize=True, deadline=None, database=None, print_blob=True)
+settings.register_profile("fuzz-long", max_examples=3000, deadline=None, print_blob=True)
+settings.load_profile("ci")
 
 
 def pytest_addoption(parser):
