@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from padcore.artifacts import read_meta, write_json
-from padcore.config import TrainConfig
+from padcore.artifacts import meta_field, read_json, read_meta, write_json
+from padcore.config import EXPERTS, TrainConfig
 from padcore.dataset import Dataset
 from padcore.errors import PadError
 from padcore.experts import FusedTower, IdTower, PadModel, TextTower, build_model
@@ -41,31 +41,49 @@ def read_model_meta(folder: str | Path, ds: Dataset, phase: str) -> tuple[dict, 
     for name in (WEIGHTS, CONFIG):
         if not (folder / name).is_file():
             raise PadError(f"{folder / name}: missing from the model artifact")
-    return meta, json.loads((folder / CONFIG).read_text())
+    return meta, read_json(folder / CONFIG)
 
 
 def load_weights(folder: str | Path) -> dict[str, torch.Tensor]:
-    return load_file(str(Path(folder) / WEIGHTS))
+    path = Path(folder) / WEIGHTS
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise PadError(f"{path}: not a readable safetensors file ({exc})") from exc
 
 
 def load_model(folder: str | Path, text: np.ndarray | None = None) -> PadModel:
     """Rebuild a saved PadModel (the frozen text table is an input, not a weight)."""
     folder = Path(folder)
-    saved = json.loads((folder / CONFIG).read_text())
-    cfg = TrainConfig.from_options(saved["config"])
-    kinds = tuple(saved["experts"])
+    where = folder / CONFIG
+    saved = read_json(where)
+    try:
+        cfg = TrainConfig.from_options(meta_field(saved, "config", dict, where))
+    except PadError as exc:
+        raise PadError(f"{where}: field 'config': {exc}") from exc
+    kinds = tuple(meta_field(saved, "experts", list, where))
+    if not kinds or not set(kinds) <= set(EXPERTS):
+        raise PadError(f"{where}: field 'experts' is {list(kinds)}; expected some of {list(EXPERTS)}")
+    n_items, max_len = (meta_field(saved, name, int, where) for name in ("n_items", "max_len"))
+    n_buckets = meta_field(saved, "n_buckets", int, where) if "n_buckets" in saved else 10
+    if min(n_items, max_len, n_buckets) < 1:
+        raise PadError(f"{where}: fields n_items, max_len, n_buckets are {n_items}, {max_len}, {n_buckets}; "
+                       "expected positive numbers")
     if any(k != "id" for k in kinds) and text is None:
         raise PadError(f"{folder}: this model has text experts; pass the text artifact it was trained with")
     model = build_model(
         kinds,
         cfg,
-        saved["n_items"],
-        saved["max_len"],
+        n_items,
+        max_len,
         None if text is None else torch.from_numpy(np.asarray(text, dtype=np.float32)),
-        torch.zeros(saved["n_items"] + 1, dtype=torch.long),  # the saved buckets replace these
-        saved.get("n_buckets", 10),
+        torch.zeros(n_items + 1, dtype=torch.long),  # the saved buckets replace these
+        n_buckets,
     )
-    model.load_state_dict(load_weights(folder))
+    try:
+        model.load_state_dict(load_weights(folder))
+    except RuntimeError as exc:  # missing, unexpected or misshapen weights
+        raise PadError(f"{folder / WEIGHTS}: does not hold the weights {where} describes ({exc})") from exc
     return model.eval()
 
 

@@ -395,7 +395,8 @@ def read_model(path: Path, dataset: Path):
 
 
 READERS = {"dataset": (read_dataset, ["meta.json", "items.parquet", "sequences.parquet"]),
-           "text": (read_text, ["meta.json", "embeddings.npy"])}
+           "text": (read_text, ["meta.json", "embeddings.npy"]),
+           "model": (read_model, ["meta.json", "config.json", "model.safetensors"])}
 
 
 @st.composite
