@@ -364,8 +364,10 @@ def _read_artifact_table(path: Path) -> pa.Table:
     if not path.is_file():
         raise PadError(f"{path}: missing from the dataset artifact")
     try:
+        table = pq.read_table(path)
+        table.validate(full=True)  # text that is not UTF-8, say: Parquet does not check what it reads
         # without the pandas metadata, which pandas would parse (no index was stored, nothing else is needed)
-        return pq.read_table(path).replace_schema_metadata(None)
+        return table.replace_schema_metadata(None)
     except (pa.ArrowException, OSError) as exc:
         raise PadError(f"{path}: not a readable Parquet file ({exc})") from exc
 

@@ -100,6 +100,7 @@ def _read_parquet(path: Path, name: str, columns: list[str]) -> pd.DataFrame:
     try:
         have = pq.read_schema(path).names
         table = pq.read_table(path, columns=[c for c in columns if c in have]).replace_schema_metadata(None)
+        table.validate(full=True)  # text that is not UTF-8, say: Parquet does not check what it reads
         # dictionary-encoded (categorical) columns as their plain values
         table = pa.table({c: table[c].cast(table[c].type.value_type) if pa.types.is_dictionary(table[c].type)
                           else table[c] for c in table.column_names})

@@ -79,9 +79,10 @@ class Shard:
             return None
         try:
             index, count = (int(x) for x in spec.split("/"))
+            valid = 0 <= index < count
         except ValueError:
-            index, count = -1, 0
-        if not 0 <= index < count:
+            valid = False
+        if not valid:
             raise PadError(f"embed option 'shard' is {spec!r}; allowed: I/N with 0 <= I < N, e.g. 0/4 for the first "
                            "of 4 shards")
         return cls(index, count)
