@@ -236,7 +236,7 @@ def read_text_meta(path: str | Path, kind: str = "text") -> dict:
     where = Path(path) / META
     if meta.get("format") != FORMAT:
         raise PadError(f"{where}: format {meta.get('format')!r}, this pad reads {FORMAT!r}")
-    for name, kind_ in (("rows", int), ("dim", int), ("n_items", int), ("item_hash", str), ("text_hash", str)):
+    for name, kind_ in (("rows", int), ("dim", int), ("item_hash", str)):
         meta_field(meta, name, kind_, where)
     if meta.get("dtype") not in DTYPES:
         raise PadError(f"{where}: field 'dtype' is {meta.get('dtype')!r}; expected one of {list(DTYPES)}")
