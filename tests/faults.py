@@ -40,9 +40,11 @@ from pathlib import Path
 from typing import Callable
 
 HERE = Path(__file__).resolve()
-# what the hook watches; paths come as str, bytes or PathLike
-EVENTS = {"open", "os.rename", "os.remove", "os.rmdir", "os.mkdir", "os.link", "os.truncate", "shutil.rmtree",
-          "shutil.copyfile", "tempfile.mkdtemp"}
+# the audit events of file-system changes the hook watches: how many of their first arguments are paths (str,
+# bytes or PathLike), and for the removals the argument that holds the folder's fd the path is relative to
+EVENTS = {"open": 1, "os.rename": 2, "os.remove": 1, "os.rmdir": 1, "os.mkdir": 1, "os.link": 2, "os.truncate": 1,
+          "shutil.rmtree": 1, "shutil.copyfile": 2, "tempfile.mkdtemp": 1}
+DIR_FD = {"os.remove": 1, "os.rmdir": 1, "os.mkdir": 2}
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 ENV_ROOT, ENV_SKIP, ENV_MARK = "PAD_FAULTS_ROOT", "PAD_FAULTS_SKIP", "PAD_FAULTS_MARK"
 ENV_IN_PLACE = "PAD_FAULTS_IN_PLACE"
@@ -52,11 +54,11 @@ TIMEOUT = 300.0  # a child that runs longer has hung
 # ---------------------------------------------------------------- in the child
 
 
-def _path(arg, dir_fd) -> str | None:
-    if isinstance(arg, int):
+def _path(arg, dir_fd: int | None) -> str | None:
+    if isinstance(arg, int):  # an open file descriptor
         return None
     path = os.fsdecode(os.fspath(arg))
-    if not os.path.isabs(path) and isinstance(dir_fd, int) and dir_fd >= 0:
+    if not os.path.isabs(path) and dir_fd is not None and dir_fd >= 0:
         path = os.path.join(os.readlink(f"/proc/self/fd/{dir_fd}"), path)  # shutil.rmtree removes relative to a fd
     return os.path.abspath(path)
 
@@ -85,13 +87,10 @@ def install_hook() -> None:
         nonlocal busy
         if event not in EVENTS or busy:
             return
-        if event == "open":
-            if args[2] & WRITE_FLAGS == 0:
-                return
-            raw, dir_fd = [args[0]], None
-        else:
-            raw, dir_fd = [a for a in args[:2] if not isinstance(a, int) and a is not None], args[-1]
-        paths = [p for p in (_path(a, dir_fd) for a in raw) if p]
+        if event == "open" and args[2] & WRITE_FLAGS == 0:
+            return
+        dir_fd = args[DIR_FD[event]] if event in DIR_FD else None
+        paths = [p for p in (_path(a, dir_fd) for a in args[:EVENTS[event]]) if p]
         if not any(p == root or p.startswith(root + os.sep) for p in paths):
             return
         name = site(event, paths, root)
