@@ -59,16 +59,20 @@ def check_params(package: Path, params: dict[str, Any]) -> None:
 
 
 def check_run(defaults: dict[str, Any], params: dict[str, Any]) -> None:
-    """Refuse names the pipeline (with these `defaults`) does not take, and values its `check` step would refuse."""
+    """Refuse names the pipeline (with these `defaults`) does not take, and values its `check` step or
+    preprocess would refuse."""
     import inspect
 
-    from components.base import check_parameters
+    from components.base import check_parameters, shard_specs
+    from padcore.dataset import Protocol
 
     unknown = sorted(set(params) - set(defaults))
     if unknown:
         raise PadError(f"unknown pipeline parameter(s) {unknown}; known: {', '.join(sorted(defaults))}")
     values = {**defaults, **params}
     check_parameters(**{name: values[name] for name in inspect.signature(check_parameters).parameters})
+    Protocol.from_options(**{name: values[name] for name in ("max_len", "min_len", "buckets")})
+    shard_specs(values["embed_shards"])
 
 
 def check_cron(expr: str) -> str:

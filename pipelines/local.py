@@ -155,6 +155,8 @@ def run_local(
     from pipelines.pad_pipeline import build_pipeline
     from pipelines.placement import Volumes, load_placement
 
+    if threads is not None and threads < 1:
+        raise PadError(f"--threads is {threads}; allowed: 1 or more")
     placement = load_placement(placement_path)
     # No cluster storage here, and a failing step fails for good: retries only help a preempted node.
     placement = dataclasses.replace(

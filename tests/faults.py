@@ -242,6 +242,7 @@ class Tally:
     kills_at_random_times: int = 0
     chains: int = 0
     reruns_completed: int = 0
+    resumed: int = 0  # runs that went on from a checkpoint a killed run had saved
     artifact_checks: int = 0  # `out` read while a writer was frozen or dead
     sites: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -343,6 +344,8 @@ def crash(harness: Harness, cmd: Command, reference_dir: Path, seconds: float, k
     nothing left beside it.
     """
     reference = cmd.read(reference_dir)
+    log = harness.root / f"{cmd.name}.log"
+    resumes_before = _resumes(log)
     rng = random.Random(seed)
     tally = Tally()
     covered: set[str] = set()
@@ -378,7 +381,12 @@ def crash(harness: Harness, cmd: Command, reference_dir: Path, seconds: float, k
                 tally.kills_at_random_times += 1
                 check_artifact(cmd, reference, tally, f"after random kill {tally.kills_at_random_times}")
     tally.chains = chains
+    tally.resumed = _resumes(log) - resumes_before
     return tally
+
+
+def _resumes(log: Path) -> int:
+    return log.read_text(errors="replace").count("resuming after epoch") if log.exists() else 0
 
 
 def _finished(cmd: Command, reference: object, tally: Tally, what: str) -> None:
@@ -567,8 +575,8 @@ def report(kills: int, mode: str, seed: int, names: list[str]) -> str:
     import platform
     import tempfile
 
-    rows = ["| command | kills at write points | kills at random times | chains | completed reruns | artifact "
-            "checks | problems | seconds |", "|---|---|---|---|---|---|---|---|"]
+    rows = ["| command | kills at write points | kills at random times | chains | completed reruns | runs resumed from "
+            "a checkpoint | artifact checks | problems | seconds |", "|---|---|---|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory(prefix="pad-faults-") as tmp:
         harness, cmds, refs = prepare(Path(tmp), mode)
         try:
@@ -576,7 +584,7 @@ def report(kills: int, mode: str, seed: int, names: list[str]) -> str:
                 t0 = time.perf_counter()
                 tally = crash(harness, cmd, *refs[cmd.name], kills=kills, seed=seed)
                 rows.append(f"| pad {cmd.name} | {tally.kills_at_write_points} | {tally.kills_at_random_times} | "
-                            f"{tally.chains} | {tally.reruns_completed} | {tally.artifact_checks} | "
+                            f"{tally.chains} | {tally.reruns_completed} | {tally.resumed} | {tally.artifact_checks} | "
                             f"{len(tally.problems)} | {time.perf_counter() - t0:.0f} |")
                 for problem in tally.problems:
                     rows.append(f"<!-- {cmd.name}: {problem} -->")

@@ -94,6 +94,9 @@ PIPELINE = [
     (["--param", "gamma=-1"], "training option 'gamma' is -1.0; allowed: 0 <= value"),
     (["--param", "device=gpu"], "training option 'device' is 'gpu'; allowed: auto, cpu, cuda, cuda:N"),
     (["--param", "lr=0.1"], "unknown pipeline parameter(s) ['lr']"),
+    (["--param", "buckets=0"], "preprocess option 'buckets' is 0; allowed: 1 <= value"),
+    (["--param", "min_len=2.5"], "preprocess option 'min_len' is 2.5; expected a whole number"),
+    (["--param", "embed_shards=0"], "parameter 'embed_shards' is 0; expected 1 or more"),
 ]
 
 
@@ -101,6 +104,12 @@ PIPELINE = [
 def test_pipeline_parameters_are_refused_before_anything_runs(tmp_path, capsys, bad, says):
     out = tmp_path / "runs"
     refused(capsys, ["run", "--source", f"files:{MISSING}", "--out", str(out), *bad], says, out)
+
+
+def test_pad_run_refuses_a_thread_count_below_one(tmp_path, capsys):
+    out = tmp_path / "runs"
+    refused(capsys, ["run", "--source", f"files:{MISSING}", "--out", str(out), "--threads", "0"],
+            "--threads is 0; allowed: 1 or more", out)
 
 
 @pytest.mark.parametrize("bad, says", PIPELINE[::4], ids=[p[0][1] for p in PIPELINE[::4]])

@@ -40,6 +40,7 @@ def test_killed_commands_rerun_to_exactly_the_uninterrupted_result(world, pytest
     assert any("meta.json" in s for s in tally.sites), tally.sites
     if name in ("pretrain", "align", "finetune"):
         assert any(s.endswith("/resume.pt") for s in tally.sites), "killed while saving a checkpoint"
+        assert tally.resumed > 0, "reruns went on from the checkpoints of killed runs"
 
 
 def test_the_harness_catches_a_writer_that_is_not_atomic(world):
