@@ -368,7 +368,7 @@ def _read_artifact_table(path: Path) -> pa.Table:
         table.validate(full=True)  # text that is not UTF-8, say: Parquet does not check what it reads
         # without the pandas metadata, which pandas would parse (no index was stored, nothing else is needed)
         return table.replace_schema_metadata(None)
-    except (pa.ArrowException, OSError) as exc:
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:  # the last: column names that are not UTF-8
         raise PadError(f"{path}: not a readable Parquet file ({exc})") from exc
 
 

@@ -104,7 +104,7 @@ def _read_parquet(path: Path, name: str, columns: list[str]) -> pd.DataFrame:
         # dictionary-encoded (categorical) columns as their plain values
         table = pa.table({c: table[c].cast(table[c].type.value_type) if pa.types.is_dictionary(table[c].type)
                           else table[c] for c in table.column_names})
-    except (pa.ArrowException, OSError) as exc:
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:  # the last: column names that are not UTF-8
         raise PadError(f"{name}: not a readable Parquet file ({exc})") from exc
     for column in table.column_names:
         ok, expected = PARQUET_TYPES[column]
