@@ -56,8 +56,10 @@ def shard_specs(shards: int) -> list[str]:
     """The `I/N` shard names the embedding fan-out iterates over."""
     from padcore.errors import PadError
 
-    if shards < 1:
-        raise PadError(f"parameter 'embed_shards' is {shards}; expected 1 or more")
+    if isinstance(shards, float) and shards.is_integer():
+        shards = int(shards)  # a KFP package's defaults carry every number as a float
+    if not isinstance(shards, int) or isinstance(shards, bool) or shards < 1:
+        raise PadError(f"parameter 'embed_shards' is {shards!r}; expected a whole number, 1 or more")
     return [f"{i}/{shards}" for i in range(shards)]
 
 

@@ -13,11 +13,8 @@ from padcore.registry import ALIGN_LOSSES, BACKBONES, REC_LOSSES
 ALIGN_MODES = ("anchored", "non-anchored", "frozen")
 SCHEDULES = ("constant", "cosine")
 EXPERTS = ("id", "align", "llm")
+FUSIONS = ("bucket", "calibrated", "global", "paper", "equal")
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
-# Peak rates per phase. Phases 2 and 3 start from trained weights, where a lower rate keeps what phase 1
-# learned (Prime Pantry, BCE, phase 2 from one phase-1 model, 60 epochs: best valid nDCG@10 2.78 at 2e-3,
-# early-stopped at epoch 26 by its noise, against 2.91 at 1e-3; 5e-3 gave 2.84, stopped at 45).
-PHASE_LR = {"pretrain": 5e-3, "align": 1e-3, "finetune": 1e-3}
 
 
 @dataclass
@@ -37,7 +34,8 @@ class TrainConfig:
     schedule: str = option("cosine", "cosine: the rate decays to 0 over `epochs`; constant", choices=SCHEDULES)
     patience: int = option(10, "epochs without a better validation nDCG@10 before stopping (the paper's 10)", low=1)
     batch_size: int = option(256, "users per batch (the paper uses 16; larger batches train far faster on CPUs)", low=1)
-    lr: float = option(0.0, "peak AdamW rate; 0 = the stage's own default (never inherited)", low=0)
+    lr: float = option(5e-3, "peak AdamW rate; a stage that starts from trained weights sets its own default "
+                       "(never inherited)", low=0, low_open=True)
     weight_decay: float = option(0.1, "AdamW decoupled weight decay (the paper's L2 weight 0.1)", low=0)
     sampled_negatives: int = option(256, "negatives shared by a batch for loss=sampled", low=1)
     gamma: float = option(0.2, "weight of the alignment loss (phase 2)", low=0)
@@ -52,10 +50,19 @@ class TrainConfig:
     infonce_temperature: float = option(0.1, "temperature of the InfoNCE alignment loss", low=0, low_open=True)
     text_hidden: int = option(256, "hidden width of the text-reduction MLP", low=1)
     experts: tuple[str, ...] = option(EXPERTS, "phase-3 experts; drop any for the ablation", choices=EXPERTS)
-    gate: bool = option(True, "frequency-aware gate; false fuses the experts with one learned weight vector")
+    fusion: str = option("bucket", "phase 3: bucket = per-bucket weights over the experts' logits, fitted on "
+                         "held-out targets; calibrated = the same over log-probabilities; global = one weight vector "
+                         "so fitted (no gate); paper = eq. 11's gate trained jointly with the experts; equal = the "
+                         "untrained equal-weight average", choices=FUSIONS)
+    fusion_holdout: float = option(0.5, "phase 3: share of the validation users whose targets fit the fusion (the "
+                                   "others choose its epoch)", low=0, high=1, low_open=True, high_open=True)
+    fusion_lr: float = option(0.05, "phase 3: peak rate of a fusion fitted on held-out targets", low=0,
+                              low_open=True)
     llm_init: str = option("align", "phase-3 LLM expert starts from the alignment expert's text MLP and backbone, "
                            "or fresh", choices=("align", "fresh"))
     eval_batch: int = option(1024, "users per chunk in full-ranking evaluation", low=1)
+    valid_users: int = option(0, "rank this many (seeded) validation users to choose the epoch; 0 = all (large "
+                              "catalogues: each full ranking costs users x items)", low=0)
     seed: int = option(0, "random seed", low=0)
     device: str = option("auto", "auto | cpu | cuda | cuda:N")
     threads: int = option(0, "torch CPU threads; 0 = torch's default", low=0)

@@ -14,7 +14,7 @@ from padcore.dataset import Protocol, build_dataset, summary, write_dataset
 # steps that need torch are imported on first use, so `pad preprocess` and `pad --help` stay light
 _LAZY = {"analyze": "padcore.analysis"}
 
-__all__ = ["preprocess", "embed", "embed_merge", "pretrain", "align", "finetune", "analyze"]
+__all__ = ["preprocess", "embed", "embed_merge", "pretrain", "align", "finetune", "train", "analyze"]
 
 
 def __getattr__(name: str):
@@ -72,38 +72,60 @@ def embed_merge(parts: list, out: str | Path, *, cache: bool = True) -> dict:
     return merge_shards(parts, out, cache=cache)
 
 
-def _check_training(options: dict, inherited: bool) -> None:
-    """Every training option checked before any data is read: whole for phase 1; one by one for a later
-    phase, whose configuration is the earlier phase's with these on top (checked whole once that is read)."""
+def _check_training(model: str, stage: str | None, options: dict) -> None:
+    """Every training option checked before any data is read (`stage` None: the model's first).
+
+    A first stage's configuration is checked whole; a later stage's builds on its
+    earlier stage's, so each option is checked on its own here, and the whole once
+    that is read. The model's own options (its spec's dataclass) are checked too.
+    """
+    import dataclasses
+
     from padcore.config import TrainConfig
     from padcore.options import check_values
+    from padcore.registry import MODELS
 
-    if inherited:
-        check_values(TrainConfig, "training", options)
+    spec = MODELS[model]
+    st = spec.stage(stage) if stage else spec.stages[0]
+    own = {f.name for f in dataclasses.fields(spec.options)} if spec.options else set()
+    training = {k: v for k, v in options.items() if k not in own}
+    if st.needs:
+        check_values(TrainConfig, "training", training)
     else:
-        TrainConfig.from_options(**options)
+        TrainConfig.from_options(dict(st.defaults), **training)
+    if own:
+        check_values(spec.options, spec.name, {k: v for k, v in options.items() if k in own})
 
 
 def pretrain(dataset: str | Path, out: str | Path, **options) -> dict:
-    """Phase 1 (`padcore.phases.pretrain`): dataset -> ID model artifact at `out`. Returns its metrics."""
-    from padcore import phases
+    """PAD phase 1 (`padcore.training.pretrain`): dataset -> ID model artifact at `out`. Returns its metrics."""
+    from padcore import training
 
-    _check_training(options, inherited=False)
-    return phases.pretrain(dataset, out, **options)
+    _check_training("id", "pretrain", options)
+    return training.pretrain(dataset, out, **options)
 
 
 def align(dataset: str | Path, text: str | Path, id_model: str | Path, out: str | Path, **options) -> dict:
-    """Phase 2 (`padcore.phases.align`): -> alignment-expert artifact at `out`. Returns its metrics."""
-    from padcore import phases
+    """PAD phase 2 (`padcore.training.align`): -> alignment-expert artifact at `out`. Returns its metrics."""
+    from padcore import training
 
-    _check_training(options, inherited=True)
-    return phases.align(dataset, text, id_model, out, **options)
+    _check_training("pad", "align", options)
+    return training.align(dataset, text, id_model, out, **options)
 
 
 def finetune(dataset: str | Path, text: str | Path, id_model: str | Path, align_model: str | Path, out: str | Path,
              **options) -> dict:
-    """Phase 3 (`padcore.phases.finetune`): -> triple-expert model artifact at `out`. Returns its metrics."""
-    from padcore import phases
+    """PAD phase 3 (`padcore.training.finetune`): -> the three experts' model artifact at `out`. Returns its metrics."""
+    from padcore import training
 
-    _check_training(options, inherited=True)
-    return phases.finetune(dataset, text, id_model, align_model, out, **options)
+    _check_training("pad", "finetune", options)
+    return training.finetune(dataset, text, id_model, align_model, out, **options)
+
+
+def train(model: str, dataset: str | Path, text: str | Path | None, out: str | Path,
+          parents: dict[str, str | Path] | None = None, **options) -> dict:
+    """Every stage of a registered model (`padcore.training.train`) -> its model artifact at `out`."""
+    from padcore import training
+
+    _check_training(model, None, options)
+    return training.train(model, dataset, text, out, parents=parents, **options)

@@ -136,7 +136,7 @@ def serve() -> None:
     """
     import pad.cli  # noqa: F401
     import padcore.analysis  # noqa: F401
-    import padcore.phases  # noqa: F401
+    import padcore.training  # noqa: F401
     import padcore.sources  # noqa: F401
     import padcore.text  # noqa: F401
     import torch._dynamo  # noqa: F401  (torch's optimizers import it on first use: seconds per child otherwise)

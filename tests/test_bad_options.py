@@ -33,7 +33,7 @@ ANALYZE = [*ALIGN, "--align-model", MISSING, "--final-model", MISSING]
 CLI = [
     # the table of issue 17, then every other family
     ("pretrain", TRAIN, ["--set", "dim=abc"], "training option 'dim' is 'abc'; expected a whole number"),
-    ("pretrain", TRAIN, ["--lr", "-1"], "training option 'lr' is -1.0; allowed: 0 <= value"),
+    ("pretrain", TRAIN, ["--lr", "-1"], "training option 'lr' is -1.0; allowed: 0 < value"),
     ("pretrain", TRAIN, ["--batch-size", "0"], "training option 'batch_size' is 0; allowed: 1 <= value"),
     ("pretrain", TRAIN, ["--dim", "0"], "training option 'dim' is 0; allowed: 1 <= value"),
     ("pretrain", TRAIN, ["--set", "heads=0"], "training option 'heads' is 0; allowed: 1 <= value"),
@@ -48,7 +48,7 @@ CLI = [
     ("align", ALIGN, ["--gamma", "-0.5"], "training option 'gamma' is -0.5; allowed: 0 <= value"),
     ("align", ALIGN, ["--kernel", "rbf"], "training option 'kernel' is 'rbf'; allowed: gaussian, laplacian"),
     ("finetune", FINETUNE, ["--experts", "id,text"], "training option 'experts' is ('id', 'text'); allowed: id, align"),
-    ("finetune", FINETUNE, ["--set", "gate=maybe"], "training option 'gate' is 'maybe'; expected true or false"),
+    ("finetune", FINETUNE, ["--fusion", "vote"], "training option 'fusion' is 'vote'; allowed: bucket, calibrated"),
     ("embed", TRAIN, ["--batch-size", "0"], "embed option 'batch_size' is 0; allowed: 1 <= value"),
     ("embed", TRAIN, ["--device", "gpu"], "embed option 'device' is 'gpu'; allowed: auto, cpu, cuda, cuda:N"),
     ("embed", TRAIN, ["--shard", "2/2"], "embed option 'shard' is '2/2'; allowed: I/N with 0 <= I < N"),
@@ -96,7 +96,7 @@ PIPELINE = [
     (["--param", "lr=0.1"], "unknown pipeline parameter(s) ['lr']"),
     (["--param", "buckets=0"], "preprocess option 'buckets' is 0; allowed: 1 <= value"),
     (["--param", "min_len=2.5"], "preprocess option 'min_len' is 2.5; expected a whole number"),
-    (["--param", "embed_shards=0"], "parameter 'embed_shards' is 0; expected 1 or more"),
+    (["--param", "embed_shards=0"], "parameter 'embed_shards' is 0; expected a whole number, 1 or more"),
 ]
 
 
@@ -170,7 +170,7 @@ def component_calls(folder: Path) -> dict:
 
 COMPONENTS = [  # options as KFP sends them: numbers in a dict parameter arrive as floats
     ("pretrain", {"options": {"dim": "abc"}}, "training option 'dim' is 'abc'; expected a whole number"),
-    ("pretrain", {"options": {"lr": -1.0}}, "training option 'lr' is -1.0; allowed: 0 <= value"),
+    ("pretrain", {"options": {"lr": -1.0}}, "training option 'lr' is -1.0; allowed: 0 < value"),
     ("pretrain", {"options": {"batch_size": 0.0}}, "training option 'batch_size' is 0; allowed: 1 <= value"),
     ("pretrain", {"options": {"heads": 0.0}}, "training option 'heads' is 0; allowed: 1 <= value"),
     ("pretrain", {"options": {"dropout": 2.0}}, "training option 'dropout' is 2.0; allowed: 0 <= value < 1"),
@@ -190,7 +190,7 @@ COMPONENTS = [  # options as KFP sends them: numbers in a dict parameter arrive 
     ("analyze", {"options": {"seed": -1.0}}, "analysis option 'seed' is -1; allowed: 0 <= value"),
     ("analyze", {"options": {"pairs": 5.0}}, "unknown analysis option(s) ['pairs']"),
     ("preprocess", {"min_len": 2}, "preprocess option 'min_len' is 2; allowed: 3 <= value"),
-    ("preprocess", {"embed_shards": 0}, "parameter 'embed_shards' is 0; expected 1 or more"),
+    ("preprocess", {"embed_shards": 0}, "parameter 'embed_shards' is 0; expected a whole number, 1 or more"),
 ]
 
 

@@ -12,7 +12,8 @@ from padcore.errors import PadError
     "options, says",
     [
         ({"dim": "abc"}, "'dim' is 'abc'; expected a whole number"),
-        ({"lr": -1}, "'lr' is -1.0; allowed: 0 <= value"),
+        ({"lr": -1}, "'lr' is -1.0; allowed: 0 < value"),
+        ({"lr": 0}, "'lr' is 0.0; allowed: 0 < value"),
         ({"batch_size": 0}, "'batch_size' is 0; allowed: 1 <= value"),
         ({"dim": 0}, "'dim' is 0; allowed: 1 <= value"),
         ({"heads": 0}, "'heads' is 0; allowed: 1 <= value"),
@@ -25,7 +26,7 @@ from padcore.errors import PadError
         ({"patience": -1}, "'patience' is -1; allowed: 1 <= value"),
         ({"infonce_temperature": 0}, "'infonce_temperature' is 0.0; allowed: 0 < value"),
         ({"gamma": float("nan")}, "'gamma' is nan; expected a finite number"),
-        ({"gate": "yes"}, "'gate' is 'yes'; expected true or false"),
+        ({"fusion": "mean"}, "'fusion' is 'mean'; allowed: bucket, global, paper, equal"),
         ({"epochs": True}, "'epochs' is True; expected a whole number"),
         ({"backbone": "bert4rec"}, "'backbone' is 'bert4rec'; allowed: sasrec, gru4rec, caser"),
         ({"loss": "bpr"}, "'loss' is 'bpr'; allowed: bce, ce, sampled"),
