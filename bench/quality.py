@@ -1,8 +1,8 @@
 """Quality benchmark: PAD against the controls that could explain its gain, on two Amazon datasets.
 
 For each dataset, loss (the paper's BCE and full-softmax CE) and seed s, PAD is
-trained (pretrain -> align -> finetune, `pad train --model pad`), and beside it,
-from the same artifacts and evaluated with the same code:
+trained (pretrain -> align -> finetune), and beside it, from the same artifacts
+and evaluated with the same code:
 
 - SASRec: PAD's phase-1 model;
 - SASRec x3: the equal-weight average of three ID models (seeds s, s+3, s+6) —
@@ -28,49 +28,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
 from pathlib import Path
 
 import numpy as np
 
+from common import ROOT, SOURCES, TITLES, cached, cells, machine, mean_std, parse_set, prepare, trained, write_section
 from padcore import steps
-from padcore.artifacts import write_json
 from padcore.dataset import load_dataset
-from padcore.download import data_home
 
-ROOT = Path(__file__).resolve().parent
-SOURCES = {"prime_pantry": "prime_pantry", "amazon_scientific": "files:{home}/amazon_scientific"}
-TITLES = {"prime_pantry": "Prime Pantry", "amazon_scientific": "Amazon Scientific"}
 ROWS = ("SASRec", "SASRec x3", "alignment expert", "2 SASRecs + alignment expert", "PAD, fused",
         "PAD, paper recipe", "PAD")
-GROUPS = ("warm", "median", "cold")
 EXTRA_SEEDS = (3, 6)  # the other ID models of seed s's controls are seeds s+3 and s+6
-
-
-def prepare(work: Path, name: str) -> tuple[Path, Path]:
-    """The dataset and MiniLM text artifacts of a benchmark dataset (made once)."""
-    dataset, text = work / name / "dataset", work / name / "text"
-    if not (dataset / "meta.json").is_file():
-        steps.preprocess(SOURCES[name].format(home=data_home()), dataset)
-    if not (text / "meta.json").is_file():
-        steps.embed(dataset, text, encoder="minilm")
-    return dataset, text
-
-
-def cached(path: Path, compute) -> dict:
-    """The JSON at `path`, computed and written (atomically) if missing."""
-    if not path.is_file():
-        write_json(path, compute())
-    return json.loads(path.read_text())
-
-
-def trained(folder: Path, train) -> dict:
-    """metrics.json of a model artifact, trained first if it is not finished."""
-    if not (folder / "metrics.json").is_file():
-        train(folder)
-    return json.loads((folder / "metrics.json").read_text())
 
 
 def run(work: Path, name: str, loss: str, seed: int, options: dict) -> dict[str, dict]:
@@ -80,47 +48,35 @@ def run(work: Path, name: str, loss: str, seed: int, options: dict) -> dict[str,
 
     dataset, text = prepare(work, name)
     base = work / name / loss
-    opts = dict(options, loss=loss)
-    pad = base / f"seed{seed}" / "pad"
+    run_dir = base / f"seed{seed}"
+    phase1, phase2 = run_dir / "pretrain", run_dir / "align"
+    trained(phase1, lambda out: steps.pretrain(dataset, out, seed=seed, loss=loss, **options))
+    trained(phase2, lambda out: steps.align(dataset, text, phase1, out))
+    for fusion in ("bucket", "equal", "paper"):
+        trained(run_dir / f"finetune-{fusion}", lambda out, f=fusion: steps.finetune(dataset, text, phase1, phase2, out,
+                                                                                 fusion=f))
     ids = {k: base / f"id-seed{seed + k}" for k in EXTRA_SEEDS}
-    for folder, s in [(pad, seed)] + [(f, seed + k) for k, f in ids.items()]:
-        model = "pad" if folder == pad else "id"
-        trained(folder, lambda out, m=model, s=s: steps.train(m, dataset, text, out, seed=s, **opts))
-    stages = {stage: pad / "stages" / stage for stage in ("pretrain", "align")}
-    parents = dict(stages)
-    for fusion in ("equal", "paper"):
-        trained(base / f"seed{seed}" / f"finetune-{fusion}",
-                lambda out, f=fusion: steps.finetune(dataset, text, parents["pretrain"], parents["align"], out,
-                                                     fusion=f, **{k: v for k, v in opts.items() if k != "seed"}))
+    for k, folder in ids.items():
+        trained(folder, lambda out, k=k: steps.pretrain(dataset, out, seed=seed + k, loss=loss, **options))
     ds = load_dataset(dataset)
     table = load_text(text, ds)
 
     def ensemble(folders) -> dict:
         return {"test": evaluate(load_members(folders, ds, table), ds), "members": [str(f) for f in folders]}
 
-    metrics = lambda folder: json.loads((folder / "metrics.json").read_text())  # noqa: E731
+    def metrics(folder: Path) -> dict:
+        return json.loads((folder / "metrics.json").read_text())
+
     return {
-        "SASRec": metrics(stages["pretrain"]),
-        "SASRec x3": cached(base / f"seed{seed}" / "sasrec-x3.json",
-                            lambda: ensemble([stages["pretrain"], ids[3], ids[6]])),
-        "alignment expert": metrics(stages["align"]),
-        "2 SASRecs + alignment expert": cached(base / f"seed{seed}" / "sasrec-x2-align.json",
-                                               lambda: ensemble([stages["pretrain"], ids[3], stages["align"]])),
-        "PAD, fused": metrics(base / f"seed{seed}" / "finetune-equal"),
-        "PAD, paper recipe": metrics(base / f"seed{seed}" / "finetune-paper"),
-        "PAD": metrics(pad),
+        "SASRec": metrics(phase1),
+        "SASRec x3": cached(run_dir / "sasrec-x3.json", lambda: ensemble([phase1, ids[3], ids[6]])),
+        "alignment expert": metrics(phase2),
+        "2 SASRecs + alignment expert": cached(run_dir / "sasrec-x2-align.json",
+                                               lambda: ensemble([phase1, ids[3], phase2])),
+        "PAD, fused": metrics(run_dir / "finetune-equal"),
+        "PAD, paper recipe": metrics(run_dir / "finetune-paper"),
+        "PAD": metrics(run_dir / "finetune-bucket"),
     }
-
-
-def cells(m: dict) -> dict[str, float]:
-    t = m["test"]
-    out = {"hr@10": t["hr@10"], "ndcg@10": t["ndcg@10"]}
-    out.update({f"{g} hr@10": t["groups"][g]["hr@10"] for g in GROUPS})
-    return out
-
-
-def mean_std(values: list[float]) -> str:
-    return f"{np.mean(values):.2f} ± {np.std(values):.2f}"
 
 
 def table(runs: dict[int, dict[str, dict]]) -> str:
@@ -178,38 +134,6 @@ def targets(results: dict[tuple[str, str], dict[int, dict]]) -> str:
         best = ", ".join(str(runs[s]["PAD"]["best_epoch"]) for s in seeds)
         lines.append(f"| {TITLES[name]}, {loss.upper()} | {' / '.join(gaps)} | {ratio} | {gap} | {best} |")
     return "\n".join(lines)
-
-
-def machine() -> str:
-    try:
-        cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        model = next(line.split(":", 1)[1].strip() for line in cpu.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        model = platform.processor() or "unknown CPU"
-    return f"{model}, {os.cpu_count()} cores, torch CPU"
-
-
-def write_section(path: Path, heading: str, body: str) -> None:
-    """Replace (or append) the section that starts with `heading` in a Markdown file."""
-    old = path.read_text() if path.is_file() else "# Benchmark results\n"
-    start = old.find(heading + "\n")
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + body
-    else:
-        end = old.find("\n## ", start + len(heading))
-        new = old[:start] + body + ("\n" + old[end + 1 :] if end >= 0 else "")
-    path.write_text(new)
-
-
-def parse_set(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
 
 
 def main() -> None:

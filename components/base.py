@@ -84,7 +84,7 @@ def training_options(options: dict, **named) -> dict:
 
 
 def check_parameters(*, encoder: str, backbone: str, loss: str, epochs: int, gamma: float, seed: int, device: str,
-                     train_options: dict, analyze_options: dict) -> None:
+                     train_options: dict, analyze_options: dict, baselines: list) -> None:
     """Every run parameter a GPU step or the analysis uses, checked as those steps will check it.
 
     The three phases of a run train with these same options (the later ones on
@@ -94,6 +94,7 @@ def check_parameters(*, encoder: str, backbone: str, loss: str, epochs: int, gam
     from padcore.config import TrainConfig
     from padcore.encoders import check_name
     from padcore.errors import PadError
+    from padcore.registry import MODELS
 
     check_name(encoder)
     if not isinstance(analyze_options, dict):
@@ -101,3 +102,7 @@ def check_parameters(*, encoder: str, backbone: str, loss: str, epochs: int, gam
     TrainConfig.from_options(**training_options(train_options, backbone=backbone, loss=loss, epochs=epochs,
                                                 gamma=gamma, seed=seed, device=device))
     AnalysisConfig.from_options(**analyze_options)
+    if not isinstance(baselines, list) or not all(isinstance(b, str) for b in baselines):
+        raise PadError(f"parameter 'baselines' is {baselines!r}; expected a list of model names")
+    for name in baselines:
+        MODELS[name]  # an unknown name is a PadError listing the known ones

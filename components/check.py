@@ -14,6 +14,7 @@ def check(
     device: str,
     train_options: dict,
     analyze_options: dict,
+    baselines: list,
 ) -> None:
     """Check the parameters the GPU steps and the analysis will use, so that a typo fails here, in seconds.
 
@@ -23,8 +24,10 @@ def check(
     Args:
         train_options: more TrainConfig fields for the three training phases, e.g. {"dim": 128}.
         analyze_options: AnalysisConfig fields, e.g. {"max_pairs": 50000}.
+        baselines: registered model names to train beside PAD (`pad train --list`).
     """
     from components.base import check_parameters
 
     check_parameters(encoder=encoder, backbone=backbone, loss=loss, epochs=epochs, gamma=gamma, seed=seed,
-                     device=device, train_options=train_options, analyze_options=analyze_options)
+                     device=device, train_options=train_options, analyze_options=analyze_options,
+                     baselines=baselines)

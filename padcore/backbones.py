@@ -115,6 +115,9 @@ class Caser(nn.Module):
         return F.relu(self.fc(self.drop(h))) * mask.unsqueeze(-1)
 
 
+TITLES = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "caser": "Caser"}  # as the paper's tables name them
+
+
 @BACKBONES.register("sasrec")
 def _sasrec(cfg: TrainConfig, dim: int, max_len: int) -> nn.Module:
     return SASRec(dim, max_len, cfg.layers, cfg.heads, cfg.dropout)

@@ -58,6 +58,17 @@ def read_model_meta(folder: str | Path, ds: Dataset, phase: str | None = None) -
     return meta, read_json(folder / CONFIG)
 
 
+def model_title(folder: str | Path) -> str:
+    """A model artifact's name in a results table: "SASRec", "alignment expert", "PAD", "Hybrid", ..."""
+    saved = json.loads((Path(folder) / CONFIG).read_text())
+    spec = MODELS[saved["model"]]
+    stage = spec.stage(saved["phase"])
+    name = spec.display_name(saved["config"].get("backbone", "sasrec"))
+    if stage.name == spec.stages[-1].name:
+        return name
+    return stage.title or f"{name} ({stage.name})"
+
+
 def load_weights(folder: str | Path) -> dict[str, torch.Tensor]:
     path = Path(folder) / WEIGHTS
     try:

@@ -54,8 +54,6 @@ class TrainConfig:
                          "held-out targets; calibrated = the same over log-probabilities; global = one weight vector "
                          "so fitted (no gate); paper = eq. 11's gate trained jointly with the experts; equal = the "
                          "untrained equal-weight average", choices=FUSIONS)
-    fusion_holdout: float = option(0.5, "phase 3: share of the validation users whose targets fit the fusion (the "
-                                   "others choose its epoch)", low=0, high=1, low_open=True, high_open=True)
     fusion_lr: float = option(0.05, "phase 3: peak rate of a fusion fitted on held-out targets", low=0,
                               low_open=True)
     llm_init: str = option("align", "phase-3 LLM expert starts from the alignment expert's text MLP and backbone, "

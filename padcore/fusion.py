@@ -81,7 +81,7 @@ class BucketGate(nn.Module):
         self.raw = raw
 
     def bucket_weights(self) -> torch.Tensor:
-        """[n_buckets + 1, n_experts]: row b = the experts' weights on items of bucket b."""
+        """[n_buckets + 1, n_experts]: row b = the experts' softmax weights on items of bucket b."""
         return F.softmax(self.logits, -1)
 
     def item_part(self, items: torch.Tensor | None, reps: list[torch.Tensor]) -> torch.Tensor:
@@ -100,7 +100,9 @@ class BucketGate(nn.Module):
         return folded(reps, w * self.log_temperature.exp()) if self.raw else None
 
     def item_weights(self, w: torch.Tensor, n: int) -> torch.Tensor:
-        return w
+        """Each expert's share of an item's fused score: its weight times its temperature, normalised."""
+        scaled = w * self.log_temperature.exp()
+        return scaled / scaled.sum(-1, keepdim=True)
 
 
 def log_probabilities(logits: torch.Tensor) -> torch.Tensor:

@@ -123,9 +123,10 @@ def finetune(dataset: str | Path, text: str | Path, id_model: str | Path, align_
 
 
 def train(model: str, dataset: str | Path, text: str | Path | None, out: str | Path,
-          parents: dict[str, str | Path] | None = None, **options) -> dict:
+          parents: dict[str, str | Path] | None = None, reuse: dict[str, str | Path] | None = None,
+          **options) -> dict:
     """Every stage of a registered model (`padcore.training.train`) -> its model artifact at `out`."""
     from padcore import training
 
     _check_training(model, None, options)
-    return training.train(model, dataset, text, out, parents=parents, **options)
+    return training.train(model, dataset, text, out, parents=parents, reuse=reuse, **options)

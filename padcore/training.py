@@ -52,19 +52,23 @@ def finetune(dataset: str | Path, text: str | Path, id_model: str | Path, align_
 
 
 def train(model: str, dataset: str | Path, text: str | Path | None, out: str | Path,
-          parents: dict[str, str | Path] | None = None, **options: Any) -> dict:
+          parents: dict[str, str | Path] | None = None, reuse: dict[str, str | Path] | None = None,
+          **options: Any) -> dict:
     """Every stage of a registered model, in order; returns the last stage's metrics.
 
     The artifact at `out` is the last stage's; the earlier stages' artifacts are
     kept in `out/stages/<stage>/`. A stage given in `parents` (stage -> artifact)
-    is not trained again but taken from there.
+    is not trained again but taken from there; `reuse` offers artifacts the same
+    way for stages the model may or may not have (a pipeline's phase-1 model).
     """
     spec = MODELS[model]
+    earlier = {s.name for s in spec.stages[:-1]}
     given = {name: Path(p) for name, p in (parents or {}).items()}
-    unknown = sorted(set(given) - {s.name for s in spec.stages[:-1]})
+    unknown = sorted(set(given) - earlier)
     if unknown:
         raise PadError(f"model {model!r} has no earlier stage {unknown}; its stages: "
                        f"{', '.join(s.name for s in spec.stages)}")
+    given.update({name: Path(p) for name, p in (reuse or {}).items() if name in earlier and name not in given})
     ds, table, text_meta = _inputs(spec, dataset, text)
     with resumable_dir(out) as work:
         done: dict[str, Path] = {}

@@ -2,7 +2,8 @@
 
     preprocess ─► embed ×N (ParallelFor) ─► embed-merge ─┬─► align ─► finetune ─► analyze
         └──────────► pretrain ───────────────────────────┴──────────────┴────────────┘
-    check ─► (before) embed, pretrain: the parameters of the GPU steps and the analysis, checked on a CPU
+                        └─► train ×baselines (ParallelFor) ─► leaderboard (with pretrain and finetune)
+    check ─► (before) embed, pretrain, train: the parameters of the GPU steps and the analysis, checked on a CPU
 
 (No `from __future__ import annotations` here: KFP reads the real type annotations.)
 """
@@ -18,8 +19,10 @@ from components.check import check
 from components.embed import embed
 from components.embed_merge import embed_merge
 from components.finetune import finetune
+from components.leaderboard import leaderboard
 from components.preprocess import preprocess
 from components.pretrain import pretrain
+from components.train import train as train_model
 from pipelines.placement import TOLERATION_ARGS, Placement
 
 PIPELINE_NAME = "pad"
@@ -90,10 +93,11 @@ def build_pipeline(placement: Placement):
         device: str = "auto",
         train_options: dict = {},
         analyze_options: dict = {},
+        baselines: list = [],
     ) -> Outputs:
         checked = place(check(encoder=encoder, backbone=backbone, loss=loss, epochs=epochs, gamma=gamma, seed=seed,
-                              device=device, train_options=train_options, analyze_options=analyze_options),
-                        "check", placement)
+                              device=device, train_options=train_options, analyze_options=analyze_options,
+                              baselines=baselines), "check", placement)
         prep = place(preprocess(source=source, max_len=max_len, min_len=min_len, buckets=buckets,
                                 embed_shards=embed_shards), "preprocess", placement)
         dataset = prep.outputs["dataset"]
@@ -109,6 +113,11 @@ def build_pipeline(placement: Placement):
         phase3 = place(finetune(dataset=dataset, text=text, id_model=phase1.outputs["model"],
                                 align_model=phase2.outputs["model"], **train, **resume("finetune")),
                        "finetune", placement)
+        with dsl.ParallelFor(baselines, name="baselines") as name:
+            baseline = place(train_model(dataset=dataset, text=text, id_model=phase1.outputs["model"], name=name,
+                                         **train, **resume("train")), "train", placement)
+        place(leaderboard(dataset=dataset, id_model=phase1.outputs["model"], model=phase3.outputs["model"],
+                          baselines=dsl.Collected(baseline.outputs["model"])), "leaderboard", placement)
         report = place(analyze(dataset=dataset, text=text, id_model=phase1.outputs["model"],
                                align_model=phase2.outputs["model"], final_model=phase3.outputs["model"],
                                options=analyze_options), "analyze", placement)

@@ -20,7 +20,8 @@ from padcore.options import check_options, option
 
 DEFAULT_PATH = Path(__file__).with_name("placement.yaml")
 PLACEMENT_ENV = "PAD_PLACEMENT"
-STEPS = ("check", "preprocess", "embed", "embed_merge", "pretrain", "align", "finetune", "analyze")
+STEPS = ("check", "preprocess", "embed", "embed_merge", "pretrain", "align", "finetune", "analyze", "train",
+         "leaderboard")
 
 
 # Kubernetes spellings, as KFP checks them when it compiles (kfp.dsl.PipelineTask, kfp.dsl.structures)

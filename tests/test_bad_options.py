@@ -96,6 +96,7 @@ PIPELINE = [
     (["--param", "lr=0.1"], "unknown pipeline parameter(s) ['lr']"),
     (["--param", "buckets=0"], "preprocess option 'buckets' is 0; allowed: 1 <= value"),
     (["--param", "min_len=2.5"], "preprocess option 'min_len' is 2.5; expected a whole number"),
+    (["--param", 'baselines=["hybrid", "bert4rec"]'], "unknown model 'bert4rec'"),
     (["--param", "embed_shards=0"], "parameter 'embed_shards' is 0; expected a whole number, 1 or more"),
 ]
 
@@ -203,7 +204,7 @@ def test_component_functions_refuse_a_bad_option_before_reading_data(tmp_path, s
 
 
 GOOD = dict(encoder="minilm", backbone="sasrec", loss="bce", epochs=0, gamma=0.2, seed=0, device="auto",
-            train_options={}, analyze_options={})
+            train_options={}, analyze_options={}, baselines=["hybrid"])
 
 
 @pytest.mark.parametrize("bad, says", [
@@ -215,6 +216,8 @@ GOOD = dict(encoder="minilm", backbone="sasrec", loss="bce", epochs=0, gamma=0.2
     ({"epochs": -1}, "parameter 'epochs' is -1; allowed: 0 (the training default) or more"),
     ({"backbone": "bert4rec"}, "training option 'backbone' is 'bert4rec'; allowed: sasrec, gru4rec, caser"),
     ({"device": "cuda:x"}, "training option 'device' is 'cuda:x'; allowed: auto, cpu, cuda, cuda:N"),
+    ({"baselines": ["smem", "gpt"]}, "unknown model 'gpt'"),
+    ({"baselines": "hybrid"}, "parameter 'baselines' is 'hybrid'; expected a list of model names"),
 ], ids=lambda v: str(v)[:40])
 def test_the_check_step_refuses_what_a_later_step_would(bad, says):
     with pytest.raises(PadError) as err:

@@ -26,7 +26,7 @@ from padcore.errors import PadError
         ({"patience": -1}, "'patience' is -1; allowed: 1 <= value"),
         ({"infonce_temperature": 0}, "'infonce_temperature' is 0.0; allowed: 0 < value"),
         ({"gamma": float("nan")}, "'gamma' is nan; expected a finite number"),
-        ({"fusion": "mean"}, "'fusion' is 'mean'; allowed: bucket, global, paper, equal"),
+        ({"fusion": "mean"}, "'fusion' is 'mean'; allowed: bucket, calibrated, global, paper, equal"),
         ({"epochs": True}, "'epochs' is True; expected a whole number"),
         ({"backbone": "bert4rec"}, "'backbone' is 'bert4rec'; allowed: sasrec, gru4rec, caser"),
         ({"loss": "bpr"}, "'loss' is 'bpr'; allowed: bce, ce, sampled"),

@@ -135,7 +135,7 @@ def test_every_gpu_step_waits_for_the_parameter_check(tmp_path):
         assert "check" in after(step.replace("_", "-")), step
     check_inputs = set(root["check"]["inputs"]["parameters"])
     assert check_inputs == {"encoder", "backbone", "loss", "epochs", "gamma", "seed", "device", "train_options",
-                            "analyze_options"}
+                            "analyze_options", "baselines"}
     assert not check_inputs & set(root["preprocess"]["inputs"]["parameters"]), "preprocess's cache key stays small"
 
 

@@ -135,7 +135,8 @@ def test_every_backbone_and_loss_runs_the_three_phases(world, tmp_path, backbone
     m = phases.finetune(world / "dataset", world / "text", tmp_path / "m1", tmp_path / "m2", tmp_path / "m3",
                         experts=("id", "llm"), fusion="global")
     assert m["config"]["backbone"] == backbone and m["config"]["loss"] == loss
-    assert 0 <= m["test"]["hr@10"] <= 100 and m["epochs"] == 1
+    assert 0 <= m["test"]["hr@10"] <= 100
+    assert m["epochs"] == 2 and len(m["fusion"]["best_epochs"]) == 2  # one epoch in each cross-fitting fold
 
 
 def test_length_batches_hold_every_row_once_and_save_padding():
@@ -219,3 +220,23 @@ def test_a_training_split_without_next_item_positions_is_refused(tmp_path):
     ds = build_dataset(_synthetic_raw(50, 20, lengths=(3, 3)), Protocol(min_len=3))  # one training item per user
     with pytest.raises(PadError, match="no next-item position"):
         trainer.RecObjective(split_tensors(ds, 20))
+
+
+def test_the_learned_fusion_hands_cold_items_to_the_text_experts(trained, world, tmp_path):
+    """Only text places the cold targets of the clustered world: the fitted gate must move there, and the
+    untrained (equal) fusion, which does not, must fail the same check."""
+
+    def text_share(folder) -> np.ndarray:  # per bucket, the weight of the experts that read text
+        from padcore.analysis import gate_weights
+        from padcore.checkpoint import load_model
+
+        ds = load_dataset(world / "dataset")
+        model = load_model(folder, np.load(world / "text" / EMBEDDINGS))
+        w = np.array(gate_weights(model, "", ds.item_column("bucket")[1:], 4)["weights"])
+        return w[:, 1] + w[:, 2]  # alignment + LLM experts
+
+    learned = text_share(trained / "m3")
+    assert learned[-1] > 0.75 and learned[-1] > learned[0] + 0.05, learned
+    assert metrics(trained / "m3")["best_epoch"] >= 1
+    phases.finetune(world / "dataset", world / "text", trained / "m1", trained / "m2", tmp_path / "equal", fusion="equal")
+    assert not text_share(tmp_path / "equal")[-1] > 0.75  # 2/3: the check fails for a gate that does not learn

@@ -57,6 +57,7 @@ class Stage:
     name: str
     build: Callable[[StageContext], PadModel]
     text: bool = True  # its model reads item texts
+    title: str = ""  # an earlier stage's own name in results tables (e.g. PAD's "alignment expert")
     needs: tuple[str, ...] = ()  # earlier stages whose weights `init` reads
     init: Callable[[PadModel, StageContext], None] | None = None
     defaults: dict[str, Any] = field(default_factory=dict)  # training options this stage sets unless the user does
@@ -78,6 +79,12 @@ class ModelSpec:
     @property
     def needs_text(self) -> bool:
         return any(s.text for s in self.stages)
+
+    def display_name(self, backbone: str) -> str:
+        """The model's name in a results table, e.g. "SASRec" for the ID model on SASRec."""
+        from padcore.backbones import TITLES
+
+        return self.title.format(backbone=TITLES.get(backbone, backbone))
 
     def stage(self, name: str) -> Stage:
         for s in self.stages:
