@@ -60,7 +60,7 @@ def read_model_meta(folder: str | Path, ds: Dataset, phase: str | None = None) -
 
 def model_title(folder: str | Path) -> str:
     """A model artifact's name in a results table: "SASRec", "alignment expert", "PAD", "Hybrid", ..."""
-    saved = json.loads((Path(folder) / CONFIG).read_text())
+    saved = read_json(Path(folder) / CONFIG)
     spec = MODELS[saved["model"]]
     stage = spec.stage(saved["phase"])
     name = spec.display_name(saved["config"].get("backbone", "sasrec"))

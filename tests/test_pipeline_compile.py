@@ -10,7 +10,8 @@ from padcore.errors import PadError
 from pipelines.client import compile_package
 from pipelines.placement import DEFAULT_PATH, STEPS, load_placement, set_images
 
-KINDS = {"check", "preprocess", "embed", "embed-merge", "pretrain", "align", "finetune", "analyze"}
+KINDS = {"check", "preprocess", "embed", "embed-merge", "pretrain", "align", "finetune", "analyze", "train",
+         "leaderboard"}
 EDGES = {
     ("preprocess", "embed"), ("embed", "embed-merge"),
     ("preprocess", "pretrain"),
@@ -18,6 +19,8 @@ EDGES = {
     ("preprocess", "finetune"), ("embed-merge", "finetune"), ("pretrain", "finetune"), ("align", "finetune"),
     ("preprocess", "analyze"), ("embed-merge", "analyze"), ("pretrain", "analyze"), ("align", "analyze"),
     ("finetune", "analyze"),
+    ("preprocess", "train"), ("embed-merge", "train"), ("pretrain", "train"),
+    ("preprocess", "leaderboard"), ("pretrain", "leaderboard"), ("finetune", "leaderboard"), ("train", "leaderboard"),
 }
 
 # A placement unlike the default in every respect the tests check, so nothing can pass by accident.
@@ -94,12 +97,13 @@ def edges(spec: dict) -> set[tuple[str, str]]:
                 src = src.get("taskOutputArtifact") or src.get("taskOutputParameter")
                 if src:
                     found |= {(p, kind) for p in producers(src["producerTask"])}
-    # the loop iterates over preprocess's shard list
+    # the embedding loop iterates over preprocess's shard list (the baselines loop over a run parameter)
     for name, (kind, task, _) in tasks.items():
         if kind.startswith("for-loop"):
             items = task["parameterIterator"]["items"]["inputParameter"]
-            src = task["inputs"]["parameters"][items]["taskOutputParameter"]["producerTask"]
-            found |= {(tasks[src][0], k) for k in producers(name)}
+            src = task["inputs"]["parameters"][items].get("taskOutputParameter")
+            if src:
+                found |= {(tasks[src["producerTask"]][0], k) for k in producers(name)}
     return found
 
 
@@ -152,12 +156,13 @@ def test_run_parameters_and_defaults(tmp_path):
 def test_embedding_fans_out_and_merges(tmp_path):
     spec, _, _ = compiled(tmp_path)
     tasks = all_tasks(spec)
-    (loop,) = [t for k, t, _ in tasks.values() if k.startswith("for-loop")]
+    loop_name = tasks["embed"][2].removeprefix("comp-")
+    loop = tasks[loop_name][1]
     assert "parameterIterator" in loop
     assert [k for k, _, d in tasks.values() if d == loop["componentRef"]["name"]] == ["embed"]
     merge = tasks["embed-merge"][1]
     parts = merge["inputs"]["artifacts"]["parts"]["taskOutputArtifact"]
-    assert parts["producerTask"] == next(n for n, (k, _, _) in tasks.items() if k.startswith("for-loop"))
+    assert parts["producerTask"] == loop_name
     assert spec["components"]["comp-embed-merge"]["inputDefinitions"]["artifacts"]["parts"]["isArtifactList"]
 
 
@@ -166,7 +171,7 @@ def test_placement_follows_the_configuration(tmp_path, custom):
     spec, platform, placement = compiled(tmp_path, CUSTOM if custom else None)
     executors = spec["deploymentSpec"]["executors"]
     gpu = {s.replace("_", "-") for s in placement.gpu_steps()}
-    assert gpu == ({"embed", "pretrain", "finetune"} if custom else {"embed", "pretrain", "align", "finetune"})
+    assert gpu == ({"embed", "pretrain", "finetune"} if custom else {"embed", "pretrain", "align", "finetune", "train"})
     for name, executor in executors.items():
         step = executor_kind(name).replace("-", "_")
         container, p = executor["container"], placement.steps[step]
@@ -232,7 +237,7 @@ def test_compile_verb(tmp_path, capsys):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("images: {cpu: a}\nsteps: {train: {}}\n", "steps ['train'] are not pipeline steps"),
+        ("images: {cpu: a}\nsteps: {trainer: {}}\n", "steps ['trainer'] are not pipeline steps"),
         ("images: {cpu: a}\nsteps: {embed: {image: gpu}}\n", "steps.embed.image is 'gpu'"),
         ("images: {cpu: a}\nsteps: {embed: {gpus: one}}\n", "steps.embed option 'gpus' is 'one'; expected a whole number"),
         ("images: {cpu: a}\nsteps: {embed: {gpus: -1}}\n", "steps.embed option 'gpus' is -1; allowed: 0 <= value"),
