@@ -94,7 +94,7 @@ def check_parameters(*, encoder: str, backbone: str, loss: str, epochs: int, gam
     from padcore.config import TrainConfig
     from padcore.encoders import check_name
     from padcore.errors import PadError
-    from padcore.registry import MODELS
+    from padcore.training import check_baselines
 
     check_name(encoder)
     if not isinstance(analyze_options, dict):
@@ -102,7 +102,4 @@ def check_parameters(*, encoder: str, backbone: str, loss: str, epochs: int, gam
     TrainConfig.from_options(**training_options(train_options, backbone=backbone, loss=loss, epochs=epochs,
                                                 gamma=gamma, seed=seed, device=device))
     AnalysisConfig.from_options(**analyze_options)
-    if not isinstance(baselines, list) or not all(isinstance(b, str) for b in baselines):
-        raise PadError(f"parameter 'baselines' is {baselines!r}; expected a list of model names")
-    for name in baselines:
-        MODELS[name]  # an unknown name is a PadError listing the known ones
+    check_baselines(baselines)  # what baselines_plan checks too, here before any GPU step

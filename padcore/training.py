@@ -85,6 +85,19 @@ def train(model: str, dataset: str | Path, text: str | Path | None, out: str | P
         return _run_stage(spec, last, ds, table, text_meta, _parents(last, done), work, options)
 
 
+def check_baselines(names: list) -> list[str]:
+    """The registered models to train beside PAD; an unknown or repeated name, or PAD itself, is an error."""
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise PadError(f"parameter 'baselines' is {names!r}; expected a list of model names")
+    for name in names:
+        MODELS[name]  # an unknown name names the known ones
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated or "pad" in names:
+        raise PadError(f"parameter 'baselines' lists {repeated or ['pad']} more than once or PAD itself, which every "
+                       "run trains")
+    return names
+
+
 def train_stage(model: str, stage: str, dataset: str | Path, text: str | Path | None,
                 parents: dict[str, str | Path], out: str | Path, **options: Any) -> dict:
     """One stage of a registered model, from the artifacts of the earlier stages it needs."""

@@ -20,8 +20,10 @@ from padcore.options import check_options, option
 
 DEFAULT_PATH = Path(__file__).with_name("placement.yaml")
 PLACEMENT_ENV = "PAD_PLACEMENT"
-STEPS = ("check", "preprocess", "embed", "embed_merge", "pretrain", "align", "finetune", "analyze", "train",
-         "leaderboard")
+STEPS = ("check", "preprocess", "embed", "embed_merge", "pretrain", "align", "finetune", "analyze", "baselines_plan",
+         "train", "leaderboard", "compare", "publish", "recommend")
+# Steps whose result depends on the model store, not only on their inputs: a cached answer would be stale.
+UNCACHEABLE = ("compare", "publish")
 
 
 # Kubernetes spellings, as KFP checks them when it compiles (kfp.dsl.PipelineTask, kfp.dsl.structures)
@@ -136,10 +138,14 @@ def load_placement(path: str | os.PathLike | None = None) -> Placement:
     unknown = sorted(set(steps_raw) - set(STEPS))
     if unknown:
         raise PadError(f"{path}: steps {unknown} are not pipeline steps; expected some of {list(STEPS)}")
-    steps = {s: _typed(StepPlacement, {**defaults, **(steps_raw.get(s) or {})}, f"{path}: steps.{s}") for s in STEPS}
+    steps = {s: _typed(StepPlacement, {**defaults, **({"caching": False} if s in UNCACHEABLE else {}),
+                                       **(steps_raw.get(s) or {})}, f"{path}: steps.{s}") for s in STEPS}
     for s, p in steps.items():
         if p.image not in images:
             raise PadError(f"{path}: steps.{s}.image is {p.image!r}; expected one of {sorted(images)}")
+        if s in UNCACHEABLE and p.caching:
+            raise PadError(f"{path}: steps.{s}.caching is true; {s} reads the model store, so a cached result would "
+                           "be stale: set caching: false")
     pipeline_root = raw.get("pipeline_root") or ""
     gpu_pool = _typed(GpuPool, raw.get("gpu_pool"), f"{path}: gpu_pool")
     _check_tolerations(gpu_pool.tolerations, f"{path}: gpu_pool")
