@@ -101,7 +101,25 @@ PIPELINE = [
 ]
 
 
+@pytest.fixture(scope="module")
+def pipeline_defaults() -> dict:
+    from pipelines.pad_pipeline import build_pipeline
+    from pipelines.placement import load_placement
+
+    return {name: spec.default for name, spec in build_pipeline(load_placement()).component_spec.inputs.items()}
+
+
 @pytest.mark.parametrize("bad, says", PIPELINE, ids=[p[0][1] for p in PIPELINE])
+def test_pipeline_parameters_are_refused(pipeline_defaults, bad, says):
+    """What `pad run`, `pad pipeline submit` and `schedule` check first (pipelines.client.check_run)."""
+    from pipelines.client import check_run, parse_params
+
+    with pytest.raises(PadError) as err:
+        check_run(pipeline_defaults, parse_params(bad[1:]))
+    assert says in str(err.value)
+
+
+@pytest.mark.parametrize("bad, says", PIPELINE[::3], ids=[p[0][1] for p in PIPELINE[::3]])
 def test_pipeline_parameters_are_refused_before_anything_runs(tmp_path, capsys, bad, says):
     out = tmp_path / "runs"
     refused(capsys, ["run", "--source", f"files:{MISSING}", "--out", str(out), *bad], says, out)
@@ -113,7 +131,7 @@ def test_pad_run_refuses_a_thread_count_below_one(tmp_path, capsys):
             "--threads is 0; allowed: 1 or more", out)
 
 
-@pytest.mark.parametrize("bad, says", PIPELINE[::4], ids=[p[0][1] for p in PIPELINE[::4]])
+@pytest.mark.parametrize("bad, says", PIPELINE[1::5], ids=[p[0][1] for p in PIPELINE[1::5]])
 def test_pipeline_parameters_are_refused_before_anything_is_sent(tmp_path, capsys, bad, says):
     """The same check as `pad run`'s (pipelines.client.check_run); no endpoint at this address is ever reached."""
     refused(capsys, ["pipeline", "submit", "--host", "http://127.0.0.1:9", *bad], says, tmp_path / "nothing")
