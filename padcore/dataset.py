@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,8 +25,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from padcore.artifacts import META, atomic_dir, read_meta, write_json
+from padcore.artifacts import META, atomic_dir, meta_field, read_meta, write_json
 from padcore.errors import PadError
+from padcore.options import build_options, check_options, option
 
 FORMAT = "pad.dataset/1"
 GROUPS = ("warm", "median", "cold")
@@ -41,15 +43,16 @@ class Protocol:
     (second to last) and the test target (last).
     """
 
-    max_len: int = 20
-    min_len: int = 5
-    buckets: int = 10
+    max_len: int = option(20, "model input length; the latest max_len + 3 interactions are kept", low=1)
+    min_len: int = option(5, "minimum interactions per user (a train, a valid and a test target at least)", low=3)
+    buckets: int = option(10, "frequency buckets of equal training mass, 1 = warmest", low=1)
 
     def __post_init__(self) -> None:
-        if self.min_len < 3:
-            raise PadError(f"min_len={self.min_len}: need at least 3 (a train, a valid and a test target)")
-        if self.max_len < 1 or self.buckets < 1:
-            raise PadError(f"max_len={self.max_len}, buckets={self.buckets}: both must be positive")
+        check_options(self, "preprocess")
+
+    @classmethod
+    def from_options(cls, **options: Any) -> "Protocol":
+        return build_options(cls, "preprocess", options)
 
     @property
     def keep_last(self) -> int:
@@ -63,7 +66,9 @@ class RawData:
     `interactions` has columns user, item, timestamp (ties keep row order) and
     `items` has columns item, text; both indexed by their row number in the file
     named by `interactions_file` / `items_file`, so errors can point at the row.
-    The row order of `items` defines item_idx.
+    Interactions read from dated partitions are indexed by (file under
+    `interactions_file`, row in that file) instead. The row order of `items`
+    defines item_idx.
     """
 
     interactions: pd.DataFrame
@@ -192,24 +197,60 @@ def _first(values: pd.Series, mask: np.ndarray) -> tuple:
     return values.index[pos], values.iloc[pos]
 
 
-def _timestamps(raw: RawData) -> np.ndarray:
-    """The timestamp column as sortable numbers: numbers as they are, dates as integer time."""
-    ts = raw.interactions["timestamp"]
+def row_name(file: str, label) -> str:
+    """`file row N`, or `file/part row N` for a row of a dated partition (index label (part, N))."""
+    if isinstance(label, tuple):
+        return f"{file}/{label[0]} row {label[1]}"
+    return f"{file} row {label}"
+
+
+def parse_timestamps(ts: pd.Series, file: str) -> tuple[np.ndarray, bool]:
+    """A timestamp column as sortable numbers, and whether they are times (ns since 1970 UTC).
+
+    Numbers stay as they are (not times); dates and ISO 8601 strings become times.
+    """
     if pd.api.types.is_numeric_dtype(ts) and not pd.api.types.is_bool_dtype(ts):
-        return ts.to_numpy()
+        return ts.to_numpy(), False
     if pd.api.types.is_datetime64_any_dtype(ts):
-        return ts.astype("int64").to_numpy()
+        stamps = ts if getattr(ts.dt, "tz", None) else ts.dt.tz_localize("UTC")
+        return stamps.dt.tz_convert("UTC").astype("datetime64[ns, UTC]").astype("int64").to_numpy(), True
     num = pd.to_numeric(ts, errors="coerce")
     if num.notna().all():
-        return num.to_numpy()
+        return num.to_numpy(), False
     dates = pd.to_datetime(ts.astype(str), errors="coerce", utc=True, format="ISO8601")
     if dates.notna().all():
-        return dates.astype("int64").to_numpy()
+        return dates.astype("datetime64[ns, UTC]").astype("int64").to_numpy(), True
     bad = (num if num.notna().sum() >= dates.notna().sum() else dates).isna().to_numpy()
     row, value = _first(ts, bad)
-    raise PadError(
-        f"{raw.interactions_file} row {row}: field 'timestamp' is {value!r}, expected a number or an ISO 8601 date"
-    )
+    raise PadError(f"{row_name(file, row)}: field 'timestamp' is {value!r}, expected a number or an ISO 8601 date")
+
+
+def parse_as_of(as_of: str) -> pd.Timestamp | float:
+    """`--as-of` as a UTC time, or as a number for numeric timestamps.
+
+    A date without a time means the end of that day: `2026-11-30` keeps all of the 30th.
+    """
+    text = str(as_of).strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        when = pd.Timestamp(text)
+    except ValueError as exc:
+        raise PadError(f"as_of {as_of!r}: expected an ISO 8601 date or date-time (e.g. 2026-11-30T03:00:00Z) "
+                       "or a number") from exc
+    when = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
+    if len(text) == 10:  # YYYY-MM-DD
+        when += pd.Timedelta(days=1) - pd.Timedelta(1, "ns")
+    return when
+
+
+def as_of_bound(as_of: pd.Timestamp | float, is_time: bool) -> float | int:
+    """The largest timestamp kept: ns for time stamps; for numbers, `as_of` itself or its Unix seconds."""
+    if isinstance(as_of, pd.Timestamp):
+        return as_of.value if is_time else as_of.value / 1e9
+    return int(as_of * 1e9) if is_time else as_of
 
 
 def _arrow(values: pd.Series) -> pa.Array:
@@ -235,7 +276,7 @@ def _item_codes(raw: RawData) -> np.ndarray:
     if unknown.any():
         row, value = _first(raw.interactions["item"], unknown)
         raise PadError(
-            f"{raw.interactions_file} row {row}: item {str(value)!r} is not in {raw.items_file} "
+            f"{row_name(raw.interactions_file, row)}: item {str(value)!r} is not in {raw.items_file} "
             f"({int(unknown.sum())} interaction(s) with unknown items)"
         )
     return code
@@ -250,7 +291,7 @@ def _check_interactions(raw: RawData) -> None:
             raise PadError(f"{raw.interactions_file}: missing column {col!r} (have {list(inter.columns)})")
         empty = inter[col].isna().to_numpy()
         if empty.any():
-            raise PadError(f"{raw.interactions_file} row {_first(inter[col], empty)[0]}: empty field {col!r}")
+            raise PadError(f"{row_name(raw.interactions_file, _first(inter[col], empty)[0])}: empty field {col!r}")
 
 
 def _chronological(user_code: np.ndarray, ts: np.ndarray) -> np.ndarray:
@@ -263,15 +304,29 @@ def _chronological(user_code: np.ndarray, ts: np.ndarray) -> np.ndarray:
     return by_time[np.argsort(user_code[by_time], kind="stable")]
 
 
-def build_dataset(raw: RawData, protocol: Protocol = Protocol()) -> Dataset:
-    """Apply the protocol to raw data: filter, truncate, index, count, bucket."""
+def build_dataset(raw: RawData, protocol: Protocol = Protocol(), as_of: str | None = None) -> Dataset:
+    """Apply the protocol to raw data: filter, truncate, index, count, bucket.
+
+    `as_of` keeps only the interactions stamped up to then (see `parse_as_of`;
+    numeric timestamps are compared as Unix seconds with a date).
+    """
     items = _check_items(raw)
     _check_interactions(raw)
+    ts, is_time = parse_timestamps(raw.interactions["timestamp"], raw.interactions_file)
+    bound = None
+    if as_of:
+        when = parse_as_of(as_of)
+        keep = ts <= as_of_bound(when, is_time)
+        if not keep.any():
+            raise PadError(f"{raw.interactions_file}: no interaction is stamped at or before as_of {as_of!r}")
+        raw = replace(raw, interactions=raw.interactions[keep])
+        ts, bound = ts[keep], (when.isoformat() if isinstance(when, pd.Timestamp) else when)
+        print(f"[preprocess] as_of {bound}: kept {int(keep.sum()):,} of {len(keep):,} interactions", flush=True)
     item_code = _item_codes(raw)
     user_code, users = pd.factorize(raw.interactions["user"], sort=False)
-    order = _chronological(user_code, _timestamps(raw))
+    order = _chronological(user_code, ts)
     user_code, item_code = user_code[order], item_code[order]
-    del order
+    del order, ts
 
     counts = np.bincount(user_code, minlength=len(users))
     ends = np.cumsum(counts)
@@ -317,6 +372,7 @@ def build_dataset(raw: RawData, protocol: Protocol = Protocol()) -> Dataset:
         "buckets": _bucket_summary(table, "bucket", range(1, protocol.buckets + 1)),
         "groups": _bucket_summary(table, "group", GROUPS),
         "input_hashes": raw.input_hashes,
+        "as_of": bound,
         "item_hash": item_hash,
         "dataset_id": _dataset_id(item_hash, offsets, flat),
     }
@@ -357,24 +413,61 @@ def write_dataset(ds: Dataset, out: str | Path) -> Path:
     return ds.path
 
 
-def load_dataset(path: str | Path) -> Dataset:
-    """Read a dataset artifact and check it is whole and consistent."""
-    path = Path(path)
-    meta = read_meta(path, "dataset")
-    if meta.get("format") != FORMAT:
-        raise PadError(f"{path / META}: format {meta.get('format')!r}, this pad reads {FORMAT!r}")
-    for name in ("items.parquet", "sequences.parquet"):
-        if not (path / name).is_file():
-            raise PadError(f"{path / name}: missing from the dataset artifact")
-    items = pq.read_table(path / "items.parquet").to_pandas()
+def _read_artifact_table(path: Path) -> pa.Table:
+    if not path.is_file():
+        raise PadError(f"{path}: missing from the dataset artifact")
+    try:
+        table = pq.read_table(path)
+        table.validate(full=True)  # text that is not UTF-8, say: Parquet does not check what it reads
+        # without the pandas metadata, which pandas would parse (no index was stored, nothing else is needed)
+        return table.replace_schema_metadata(None)
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:  # the last: column names that are not UTF-8
+        raise PadError(f"{path}: not a readable Parquet file ({exc})") from exc
+
+
+def _check_item_table(items: pd.DataFrame, buckets: int, where: Path) -> None:
+    """The columns later steps index with: item_idx 1..n in order, buckets 1..B, known groups, counts."""
     missing = [c for c in ITEM_COLUMNS if c not in items.columns]
     if missing:
-        raise PadError(f"{path / 'items.parquet'}: missing column(s) {missing}")
+        raise PadError(f"{where}: missing column(s) {missing}")
     n = len(items)
     if not np.array_equal(items["item_idx"].to_numpy(), np.arange(1, n + 1)):
-        raise PadError(f"{path / 'items.parquet'}: column 'item_idx' must be 1..{n} in order")
-    seqs = pq.read_table(path / "sequences.parquet")
+        raise PadError(f"{where}: column 'item_idx' must be 1..{n} in order")
+    for name, ok in (
+        ("bucket", lambda c: pd.api.types.is_integer_dtype(c) and c.between(1, buckets).all()),
+        ("freq", lambda c: pd.api.types.is_integer_dtype(c) and (c >= 0).all()),
+        ("group", lambda c: c.isin(GROUPS).all()),
+        ("item", lambda c: c.map(lambda v: isinstance(v, str)).all()),
+    ):
+        if not ok(items[name]):
+            raise PadError(f"{where}: column {name!r} holds values a dataset artifact cannot have "
+                           f"(bucket 1..{buckets}, freq >= 0, group one of {list(GROUPS)}, item a text)")
+
+
+def load_dataset(path: str | Path) -> Dataset:
+    """Read a dataset artifact and check it is whole and consistent, and holds what later steps read."""
+    path = Path(path)
+    meta = read_meta(path, "dataset")
+    where = path / META
+    if meta.get("format") != FORMAT:
+        raise PadError(f"{where}: format {meta.get('format')!r}, this pad reads {FORMAT!r}")
+    for key in ("item_hash", "dataset_id"):
+        meta_field(meta, key, str, where)
+    try:
+        protocol = Protocol.from_options(**meta_field(meta, "protocol", dict, where))
+    except PadError as exc:
+        raise PadError(f"{where}: field 'protocol': {exc}") from exc
+    items = _read_artifact_table(path / "items.parquet").to_pandas()
+    _check_item_table(items, protocol.buckets, path / "items.parquet")
+    n = len(items)
+    seqs = _read_artifact_table(path / "sequences.parquet")
+    if seqs.column_names != ["user", "items"] or not pa.types.is_list(seqs.schema.field("items").type) or \
+            not pa.types.is_integer(seqs.schema.field("items").type.value_type):
+        raise PadError(f"{path / 'sequences.parquet'}: expected columns user and items (lists of item_idx), got "
+                       f"{seqs.schema}")
     col = seqs.column("items").combine_chunks()
+    if col.null_count or col.values.null_count:
+        raise PadError(f"{path / 'sequences.parquet'}: column 'items' has empty entries")
     offsets = col.offsets.to_numpy().astype(np.int64)
     flat = col.values.to_numpy().astype(np.int32)
     offsets = offsets - offsets[0]
@@ -385,7 +478,7 @@ def load_dataset(path: str | Path) -> Dataset:
         raise PadError(f"{path / 'sequences.parquet'} row {int(short.argmax())}: fewer than 3 items")
     for key, value in (("n_items", n), ("n_users", len(seqs)), ("n_interactions", len(flat))):
         if meta.get(key) != value:
-            raise PadError(f"{path / META}: field {key!r} is {meta.get(key)}, the files hold {value}")
+            raise PadError(f"{where}: field {key!r} is {meta.get(key)}, the files hold {value}")
     users = seqs.column("user").to_numpy(zero_copy_only=False).astype(object)
     return Dataset(items, users, offsets, flat, meta, path)
 

@@ -151,9 +151,12 @@ def run_local(
     """
     from kfp import local
 
+    from pipelines.client import check_run
     from pipelines.pad_pipeline import build_pipeline
     from pipelines.placement import Volumes, load_placement
 
+    if threads is not None and threads < 1:
+        raise PadError(f"--threads is {threads}; allowed: 1 or more")
     placement = load_placement(placement_path)
     # No cluster storage here, and a failing step fails for good: retries only help a preempted node.
     placement = dataclasses.replace(
@@ -161,6 +164,7 @@ def run_local(
         steps={s: dataclasses.replace(p, retries=0) for s, p in placement.steps.items()},
     )
     pipeline = build_pipeline(placement)
+    check_run({name: spec.default for name, spec in (pipeline.component_spec.inputs or {}).items()}, params)
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(out), enable_caching=cache)
@@ -221,8 +225,26 @@ def report(run: LocalRun) -> str:
               results_markdown(dataset_name(run.outputs["dataset"]), model_rows(models))]
     kendall = json.loads((run.outputs["analysis"] / "kendall.json").read_text())
     lines += [tau_summary(kendall), f"(full report: {run.outputs['analysis'] / 'report.html'})", ""]
+    lines += _store_summary(run)
     lines += ["Step times:"] + [f"  {name:<12} {sec:8.1f} s  {status.lower()}" for name, sec, status in run.steps]
     lines += ["", "Artifacts:"]
     width = max((len(name) for name, _ in run.artifacts()), default=0)
     lines += [f"  {name:<{width}}  {path}" for name, path in run.artifacts()]
     return "\n".join(lines)
+
+
+def _store_summary(run: LocalRun) -> list[str]:
+    """What the compare, publish and recommend steps did, when the run had a store."""
+    decision = run.run_dir / "compare" / "comparison" / "decision.json"
+    if not decision.is_file():
+        return []
+    d = json.loads(decision.read_text())
+    lines = [f"Model store {d['store']}: {'publish' if d['publish'] else 'keep the champion'} ({d['reason']})"]
+    published = run.run_dir / "publish" / "executor_output.json"
+    if published.is_file():
+        version = json.loads(published.read_text())["parameterValues"]["Output"]
+        lines.append(f"  published version {version}")
+    recommendations = run.run_dir / "recommend" / "recommendations"
+    if recommendations.is_file():
+        lines.append(f"  recommendations (Parquet: user, rank, item, score): {recommendations}")
+    return lines + [""]

@@ -38,7 +38,7 @@ def test_tags_are_version_and_sha_never_latest():
 def test_dockerfile_targets_match_the_placement_images():
     text = (ROOT / "docker" / "Dockerfile").read_text()
     targets = re.findall(r"^FROM \S+ AS (\w+)$", text, re.M)
-    assert set(targets) - {"base"} == set(build.TARGETS) == set(load_placement().images)
+    assert set(targets) - {"base", "serve"} == set(build.TARGETS) == set(load_placement().images)
     # every image ends as the non-root user, and pins the torch the project pins
     stages = {re.match(r"\S+ AS (\w+)", s).group(1): s for s in re.split(r"^FROM ", text, flags=re.M)[1:]}
     for name in build.TARGETS:
@@ -47,6 +47,10 @@ def test_dockerfile_targets_match_the_placement_images():
     assert f"ARG TORCH={torch_pin}" in text
     assert '".[llm2vec]"' in text.split("AS llm2vec")[1]
     assert "whl/cpu" in text.split("AS cpu")[1].split("FROM")[0]
+    # the predictor image (pad serve): the [serve] extra, CPU torch, non-root
+    serve = stages["serve"]
+    assert '".[serve]"' in serve and "whl/cpu" in serve and 'ENTRYPOINT ["pad", "serve"]' in serve
+    assert serve.rstrip().splitlines()[-2:] == ["USER 1000:1000", "WORKDIR /home/pad"]
 
 
 class FakeDocker:
