@@ -1,153 +1,168 @@
-"""Quality benchmark on Prime Pantry: SASRec vs PAD, with the paper's BCE loss and with full-softmax CE.
+"""Quality benchmark: PAD against the controls that could explain its gain, on two Amazon datasets.
 
-Runs preprocess and embed (MiniLM, offline) once, then for each loss and seed the
-three phases (pretrain -> align -> finetune); reports test HR@10 / nDCG@10 overall
-and per warm / median / cold group, mean ± std over seeds, with epochs and wall time,
-and writes the table into bench/RESULTS.md (section "## quality").
+For each dataset, loss (the paper's BCE and full-softmax CE) and seed s, PAD is
+trained (pretrain -> align -> finetune), and beside it, from the same artifacts
+and evaluated with the same code:
 
-    PAD_DATA_HOME=../shared/datasets python bench/quality.py [--seeds 0 1 2] [--losses bce ce]
+- SASRec: PAD's phase-1 model;
+- SASRec x3: the equal-weight average of three ID models (seeds s, s+3, s+6) —
+  fused exactly as PAD's experts are before phase 3 learns anything;
+- alignment expert: PAD's phase-2 model alone;
+- 2 SASRecs + alignment expert: PAD's ID expert, one more ID model (seed s+3) and
+  the alignment expert, equal weights — PAD with its LLM expert and its learned
+  fusion replaced by one more ID model;
+- PAD, fused: PAD's three experts at equal weights (phase 3's starting point);
+- PAD, paper recipe: phase 3 as the paper trains it (eq. 11's gate trained jointly
+  with the experts on the training targets);
+- PAD: phase 3 as pad trains it (the fusion fitted on held-out interactions).
+
+Every trained artifact and every evaluation is kept under --work, so a rerun
+resumes; several processes may share --work (e.g. one per loss). The tables go to
+bench/RESULTS.md (section "quality").
+
+    PAD_DATA_HOME=../shared/datasets python bench/quality.py [--datasets prime_pantry amazon_scientific]
+        [--losses bce ce] [--seeds 0 1 2] [--work runs/bench-quality] [--set threads=1]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 from pathlib import Path
 
 import numpy as np
 
+from common import ROOT, SOURCES, TITLES, cached, cells, machine, mean_std, parse_set, prepare, trained, write_section
 from padcore import steps
+from padcore.dataset import load_dataset
 
-ROOT = Path(__file__).resolve().parent
-COLUMNS = ("hr@10", "ndcg@10")
-GROUPS = ("warm", "median", "cold")
-
-
-def cells(metrics: dict) -> dict[str, float]:
-    t = metrics["test"]
-    out = {f"all {c}": t[c] for c in COLUMNS}
-    out.update({f"{g} {c}": t["groups"][g][c] for g in GROUPS for c in COLUMNS})
-    return out
+ROWS = ("SASRec", "SASRec x3", "alignment expert", "2 SASRecs + alignment expert", "PAD, fused",
+        "PAD, paper recipe", "PAD")
+EXTRA_SEEDS = (3, 6)  # the other ID models of seed s's controls are seeds s+3 and s+6
 
 
-def run_seed(work: Path, dataset: Path, text: Path, loss: str, seed: int, options: dict) -> dict[str, dict]:
-    base = work / f"{loss}-seed{seed}"
-    opts = dict(options, loss=loss, seed=seed)
+def run(work: Path, name: str, loss: str, seed: int, options: dict) -> dict[str, dict]:
+    """Every row's metrics for one dataset, loss and seed."""
+    from padcore.ensemble import evaluate, load_members
+    from padcore.text import load_text
 
-    def phase(name: str, step, *inputs, **kw) -> dict:
-        """Run a phase unless an earlier bench run already finished it (then reuse its artifact)."""
-        out = base / name
-        if not (out / "metrics.json").is_file():
-            step(*inputs, out, **kw)
-        return json.loads((out / "metrics.json").read_text())
+    dataset, text = prepare(work, name)
+    base = work / name / loss
+    run_dir = base / f"seed{seed}"
+    phase1, phase2 = run_dir / "pretrain", run_dir / "align"
+    trained(phase1, lambda out: steps.pretrain(dataset, out, seed=seed, loss=loss, **options))
+    trained(phase2, lambda out: steps.align(dataset, text, phase1, out))
+    for fusion in ("bucket", "equal", "paper"):
+        trained(run_dir / f"finetune-{fusion}", lambda out, f=fusion: steps.finetune(dataset, text, phase1, phase2, out,
+                                                                                 fusion=f))
+    ids = {k: base / f"id-seed{seed + k}" for k in EXTRA_SEEDS}
+    for k, folder in ids.items():
+        trained(folder, lambda out, k=k: steps.pretrain(dataset, out, seed=seed + k, loss=loss, **options))
+    ds = load_dataset(dataset)
+    table = load_text(text, ds)
 
-    m1 = phase("pretrain", steps.pretrain, dataset, **opts)
-    m2 = phase("align", steps.align, dataset, text, base / "pretrain")
-    m3 = phase("finetune", steps.finetune, dataset, text, base / "pretrain", base / "align")
-    secs = [m["wall_seconds"] for m in (m1, m2, m3)]
+    def ensemble(folders) -> dict:
+        return {"test": evaluate(load_members(folders, ds, table), ds), "members": [str(f) for f in folders]}
+
+    def metrics(folder: Path) -> dict:
+        return json.loads((folder / "metrics.json").read_text())
+
     return {
-        "sasrec": {**cells(m1), "epochs": m1["epochs"], "seconds": secs[0]},
-        "pad": {**cells(m3), "epochs": f"{m1['epochs']}+{m2['epochs']}+{m3['epochs']}", "seconds": sum(secs),
-                "phase seconds": secs,
-                "seconds/epoch": [m1["seconds_per_epoch"], m2["seconds_per_epoch"], m3["seconds_per_epoch"]],
-                "align": {**cells(m2), "epochs": m2["epochs"], "seconds": secs[1]}},
+        "SASRec": metrics(phase1),
+        "SASRec x3": cached(run_dir / "sasrec-x3.json", lambda: ensemble([phase1, ids[3], ids[6]])),
+        "alignment expert": metrics(phase2),
+        "2 SASRecs + alignment expert": cached(run_dir / "sasrec-x2-align.json",
+                                               lambda: ensemble([phase1, ids[3], phase2])),
+        "PAD, fused": metrics(run_dir / "finetune-equal"),
+        "PAD, paper recipe": metrics(run_dir / "finetune-paper"),
+        "PAD": metrics(run_dir / "finetune-bucket"),
     }
 
 
-def table(results: dict[str, list[dict]]) -> str:
-    keys = [f"{g} {c}" for g in ("all",) + GROUPS for c in COLUMNS]
-    head = "| model | " + " | ".join(k.replace("all ", "") for k in keys) + " | epochs | wall s |"
-    lines = [head, "|" + "---|" * (len(keys) + 3)]
-    for name, runs in results.items():
-        row = [f"{np.mean([r[k] for r in runs]):.3f} ± {np.std([r[k] for r in runs]):.3f}" for k in keys]
-        epochs = ", ".join(str(r["epochs"]) for r in runs)
-        secs = f"{np.mean([r['seconds'] for r in runs]):.0f}"
-        lines.append(f"| {name} | " + " | ".join(row) + f" | {epochs} | {secs} |")
+def table(runs: dict[int, dict[str, dict]]) -> str:
+    """One dataset and loss: every row, mean ± std over the seeds; ratios against SASRec x3."""
+    seeds = sorted(runs)
+    keys = ("hr@10", "ndcg@10", "warm hr@10", "median hr@10", "cold hr@10")
+    head = "| model | HR@10 | nDCG@10 | warm HR@10 | median HR@10 | cold HR@10 | × SASRec x3 (HR / nDCG / cold) |"
+    lines = [head, "|---|---|---|---|---|---|---|"]
+    ref = {k: np.mean([cells(runs[s]["SASRec x3"])[k] for s in seeds]) for k in keys}
+    for row in ROWS:
+        vals = {k: [cells(runs[s][row])[k] for s in seeds] for k in keys}
+        ratio = " / ".join(f"{np.mean(vals[k]) / ref[k]:.2f}" for k in ("hr@10", "ndcg@10", "cold hr@10"))
+        bold = "**" if row == "PAD" else ""
+        lines.append(f"| {bold}{row}{bold} | " + " | ".join(mean_std(vals[k]) for k in keys) + f" | {ratio} |")
     return "\n".join(lines)
 
 
-def phase_table(runs: list[dict]) -> str:
-    """Per run: epochs, seconds per epoch and wall seconds of each phase (pretrain / align / finetune)."""
-    lines = ["| loss | seed | epochs | s/epoch | phase wall s | total wall s |", "|---|---|---|---|---|---|"]
-    for run in sorted(runs, key=lambda r: (r["loss"], r["seed"])):
-        pad = run["rows"]["pad"]
-        per_epoch = " / ".join(f"{x:.1f}" for x in pad["seconds/epoch"])
-        walls = " / ".join(f"{x:.0f}" for x in pad["phase seconds"])
-        lines.append(f"| {run['loss']} | {run['seed']} | {pad['epochs'].replace('+', ' / ')} | {per_epoch} | {walls} "
-                     f"| {pad['seconds']:.0f} |")
+def phase_table(runs: dict[int, dict[str, dict]]) -> str:
+    """PAD's phases per seed: epochs (best), seconds per epoch, wall seconds; phase 3's learned weights."""
+    lines = ["| seed | pretrain | align | finetune | total s | fusion weights ID / align / LLM on buckets 1 → last |",
+             "|---|---|---|---|---|---|"]
+    for seed in sorted(runs):
+        r = runs[seed]
+        phases = [r["SASRec"], r["alignment expert"], r["PAD"]]
+        cols = [f"{m['epochs']} ep. (best {m['best_epoch']}), {m['seconds_per_epoch']:.1f} s/ep., "
+                f"{m['wall_seconds']:.0f} s" for m in phases]
+        w = r["PAD"].get("fusion", {}).get("weights", [])[1:]
+        weights = f"{_w(w[0])} → {_w(w[-1])}" if w else "—"
+        lines.append(f"| {seed} | " + " | ".join(cols) + f" | {sum(m['wall_seconds'] for m in phases):.0f} | {weights} |")
     return "\n".join(lines)
 
 
-def machine() -> str:
-    try:
-        cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        model = next(line.split(":", 1)[1].strip() for line in cpu.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        model = platform.processor() or "unknown CPU"
-    import os
+def _w(row: list[float]) -> str:
+    return " / ".join(f"{x:.2f}" for x in row)
 
-    return f"{model}, {os.cpu_count()} cores, torch CPU"
+
+def pooled_std(a: list[float], b: list[float]) -> float:
+    return float(np.sqrt((np.var(a, ddof=1) + np.var(b, ddof=1)) / 2)) if len(a) > 1 else 0.0
+
+
+def targets(results: dict[tuple[str, str], dict[int, dict]]) -> str:
+    """The issue's targets, measured."""
+    lines = ["| dataset, loss | PAD vs PAD, fused: HR / nDCG gap (2 × pooled std) | PAD / SASRec x3: HR (cold) | "
+             "PAD vs 2 SASRecs + align: HR gap (2 × pooled std) | phase-3 best epochs |", "|---|---|---|---|---|"]
+    for (name, loss), runs in results.items():
+        seeds = sorted(runs)
+        v = {row: {k: [cells(runs[s][row])[k] for s in seeds] for k in ("hr@10", "ndcg@10", "cold hr@10")}
+             for row in ROWS}
+        gaps = [f"{np.mean(v['PAD'][k]) - np.mean(v['PAD, fused'][k]):+.2f} ({2 * pooled_std(v['PAD'][k], v['PAD, fused'][k]):.2f})"
+                for k in ("hr@10", "ndcg@10")]
+        ratio = f"{np.mean(v['PAD']['hr@10']) / np.mean(v['SASRec x3']['hr@10']):.2f} " \
+                f"({np.mean(v['PAD']['cold hr@10']) / np.mean(v['SASRec x3']['cold hr@10']):.2f})"
+        control = v["2 SASRecs + alignment expert"]["hr@10"]
+        gap = f"{np.mean(v['PAD']['hr@10']) - np.mean(control):+.2f} ({2 * pooled_std(v['PAD']['hr@10'], control):.2f})"
+        best = ", ".join(str(runs[s]["PAD"]["best_epoch"]) for s in seeds)
+        lines.append(f"| {TITLES[name]}, {loss.upper()} | {' / '.join(gaps)} | {ratio} | {gap} | {best} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--datasets", nargs="+", default=list(SOURCES), choices=list(SOURCES))
     ap.add_argument("--losses", nargs="+", default=["bce", "ce"])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--work", type=Path, default=Path("runs/bench-quality"))
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="training option for all runs (given to pretrain; align and finetune inherit it, except lr)")
-    ap.add_argument("--report-only", action="store_true", help="only rebuild the table from the runs recorded in --work")
-    ap.add_argument("--no-write", action="store_true", help="print the table without updating bench/RESULTS.md")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training option for every run")
+    ap.add_argument("--no-write", action="store_true", help="print the tables without updating bench/RESULTS.md")
     args = ap.parse_args()
-    options = {k: json.loads(v) if v[:1].isdigit() or v in ("true", "false") else v
-               for k, v in (s.split("=", 1) for s in args.set)}
+    options = parse_set(args.set)
 
-    dataset, text, record = args.work / "dataset", args.work / "text", args.work / "runs.jsonl"
-    if not args.report_only:
-        if not (dataset / "meta.json").is_file():
-            steps.preprocess("prime_pantry", dataset)
-        if not (text / "meta.json").is_file():
-            steps.embed(dataset, text, encoder="minilm")
+    results: dict[tuple[str, str], dict[int, dict]] = {}
+    for name in args.datasets:
         for loss in args.losses:
-            for seed in args.seeds:
-                rows = run_seed(args.work, dataset, text, loss, seed, options)
-                with open(record, "a") as f:  # one line per finished run: several processes can share the file
-                    f.write(json.dumps({"loss": loss, "seed": seed, "options": options, "rows": rows}) + "\n")
-
-    results: dict[str, list[dict]] = {}
-    seeds: set[int] = set()
-    runs = [json.loads(line) for line in record.read_text().splitlines()]
-    for run in runs:
-        seeds.add(run["seed"])
-        loss = run["loss"].upper()
-        results.setdefault(f"SASRec-{loss}", []).append(run["rows"]["sasrec"])
-        results.setdefault(f"(align expert)-{loss}", []).append(run["rows"]["pad"]["align"])  # phase 2 alone
-        results.setdefault(f"PAD-{loss}", []).append(run["rows"]["pad"])
-    order = [f"{m}-{loss}" for loss in ("BCE", "CE", "SAMPLED") for m in ("SASRec", "(align expert)", "PAD")]
-    results = {k: results[k] for k in sorted(results, key=lambda k: order.index(k) if k in order else 99)}
-    text_table = table(results) + "\n\nPhases (pretrain / align / finetune) of each run:\n\n" + phase_table(runs)
-    print(text_table)
+            results[(name, loss)] = {seed: run(args.work, name, loss, seed, options) for seed in args.seeds}
+    parts = []
+    for (name, loss), runs in results.items():
+        parts += [f"### {TITLES[name]}, {loss.upper()}", "", table(runs), "", "PAD's phases:", "", phase_table(runs), ""]
+    parts += ["### Targets", "", targets(results), ""]
+    text = "\n".join(parts)
+    print(text)
     if not args.no_write:
-        section = (
-            f"## quality\n\nPrime Pantry, text = MiniLM (offline), test split, percent; mean ± std over the seeds "
-            f"run ({sorted(seeds)}; runs per row in the epochs column).\nMachine: {machine()}. "
-            f"Command: `PAD_DATA_HOME=../shared/datasets python bench/quality.py`.\n\n{text_table}\n"
-        )
+        seeds = ", ".join(map(str, args.seeds))
+        section = (f"## quality\n\nTest split, percent, mean ± std over seeds {seeds}; MiniLM text (offline). "
+                   f"Machine: {machine()}. Command: `PAD_DATA_HOME=../shared/datasets python bench/quality.py"
+                   f"{''.join(' --set ' + s for s in args.set)}`.\n\n{text}\n")
         write_section(ROOT / "RESULTS.md", "## quality", section)
-
-
-def write_section(path: Path, heading: str, body: str) -> None:
-    """Replace (or append) the section that starts with `heading` in a Markdown file."""
-    old = path.read_text() if path.is_file() else "# Benchmark results\n"
-    start = old.find(heading + "\n")
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + body
-    else:
-        end = old.find("\n## ", start + len(heading))
-        new = old[:start] + body + ("\n" + old[end + 1 :] if end >= 0 else "")
-    path.write_text(new)
 
 
 if __name__ == "__main__":

@@ -33,4 +33,4 @@ def align(
     with work_folder(model.path, checkpoint_root, run_id, "align") as out:
         step(dataset.path, text.path, id_model.path, out, **opts)
     model.metadata.update({"phase": "align", "backbone": backbone, "loss": loss, "gamma": gamma})
-    publish_training(dataset.path, [(backbone, id_model.path), ("Align expert", model.path)], metrics, results, plots)
+    publish_training(dataset.path, [id_model.path, model.path], metrics, results, plots)

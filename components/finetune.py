@@ -1,4 +1,4 @@
-"""Component: phase 3, triple experts fused by the frequency-aware gate (`padcore.steps.finetune`)."""
+"""Component: phase 3, the three experts fused by the frequency-aware gate (`padcore.steps.finetune`)."""
 
 from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Model, Output
 
@@ -24,7 +24,7 @@ def finetune(
     checkpoint_root: str = "",
     run_id: str = "",
 ) -> None:
-    """Train the ID, alignment and LLM experts with the gate; report them against the backbone."""
+    """Fuse the ID, alignment and LLM experts with the frequency-aware gate; report them against the backbone."""
     from components.base import training_options, work_folder
     from components.reports import publish_training
     from padcore.steps import finetune as step
@@ -33,5 +33,4 @@ def finetune(
     with work_folder(model.path, checkpoint_root, run_id, "finetune") as out:
         step(dataset.path, text.path, id_model.path, align_model.path, out, **opts)
     model.metadata.update({"phase": "finetune", "backbone": backbone, "loss": loss})
-    models = [(backbone, id_model.path), ("Align expert", align_model.path), ("PAD", model.path)]
-    publish_training(dataset.path, models, metrics, results, plots)
+    publish_training(dataset.path, [id_model.path, align_model.path, model.path], metrics, results, plots)

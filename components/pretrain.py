@@ -30,4 +30,4 @@ def pretrain(
     with work_folder(model.path, checkpoint_root, run_id, "pretrain") as out:
         step(dataset.path, out, **opts)
     model.metadata.update({"phase": "pretrain", "backbone": backbone, "loss": loss})
-    publish_training(dataset.path, [(backbone, model.path)], metrics, results, plots)
+    publish_training(dataset.path, [model.path], metrics, results, plots)

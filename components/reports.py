@@ -49,6 +49,16 @@ def _improvement(base: float, new: float) -> str:
     return f"{100.0 * (new - base) / base:+.2f}%" if base else "n/a"
 
 
+def _ranked(vals: list[float]) -> list[str]:
+    """Cells as the paper's Table 2 marks them (with three or more models): best bold, second underlined."""
+    cells = [f"{v:.4f}" for v in vals]
+    if len(vals) >= 3:
+        order = sorted(range(len(vals)), key=lambda k: -vals[k])
+        cells[order[0]] = f"**{cells[order[0]]}**"
+        cells[order[1]] = f"<u>{cells[order[1]]}</u>"
+    return cells
+
+
 def results_markdown(dataset: str, rows: Sequence[Row]) -> str:
     """A Table-2-like result block (one column per model, Impr. of the last over the first),
     then the warm / median / cold breakdown of the paper's Figure 2."""
@@ -58,7 +68,7 @@ def results_markdown(dataset: str, rows: Sequence[Row]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for i, metric in enumerate(METRICS):
         vals = [float(m["test"][metric]) for _, m in rows]
-        cells = [dataset if i == 0 else "", LABELS[metric], *(f"{v:.4f}" for v in vals)]
+        cells = [dataset if i == 0 else "", LABELS[metric], *_ranked(vals)]
         if with_impr:
             cells.append(_improvement(vals[0], vals[-1]))
         lines.append("| " + " | ".join(cells) + " |")
@@ -120,16 +130,34 @@ def write_text(artifact, text: str) -> None:
     path.write_text(text)
 
 
-BACKBONES = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "caser": "Caser"}
+def model_rows(folders: Sequence[str]) -> list[Row]:
+    """(name in a results table, metrics.json) of each model artifact."""
+    from padcore.checkpoint import model_title
+
+    return [(model_title(folder), read_metrics(folder)) for folder in folders]
 
 
-def publish_training(dataset_dir: str, models: Sequence[tuple[str, str]], metrics, results, plots) -> None:
-    """UI outputs of a training step; `models` are (label, model folder), this step's last."""
-    rows = [(BACKBONES.get(label, label), read_metrics(folder)) for label, folder in models]
-    name = json.loads((Path(dataset_dir) / "meta.json").read_text()).get("source", "dataset")
+def dataset_name(dataset_dir: str) -> str:
+    return json.loads((Path(dataset_dir) / "meta.json").read_text()).get("source", "dataset")
+
+
+def publish_training(dataset_dir: str, models: Sequence[str], metrics, results, plots) -> None:
+    """UI outputs of a training step; `models` are model folders to compare, this step's last."""
+    rows = model_rows(models)
+    name = dataset_name(dataset_dir)
     log_metrics(metrics, scalar_metrics(rows[-1][1]))
     write_text(results, results_markdown(name, rows))
     write_text(plots, buckets_html(f"{name}: test metrics per target-item frequency bucket", rows))
+
+
+def publish_leaderboard(dataset_dir: str, models: Sequence[str], metrics, results, plots) -> None:
+    """UI outputs of the leaderboard: every model's test metrics (the first is the reference of Impr.)."""
+    rows = model_rows(models)
+    name = dataset_name(dataset_dir)
+    for title, m in rows:
+        log_metrics(metrics, {f"{title}: {LABELS[k]}": m["test"][k] for k in METRICS})
+    write_text(results, results_markdown(name, rows))
+    write_text(plots, buckets_html(f"{name}: every model's test metrics per target-item frequency bucket", rows))
 
 
 def publish_analysis(folder: str, result: dict, metrics, report, plots) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from padcore.config import ALIGN_MODES, BACKBONES, KERNELS, LOSSES, TrainConfig
+from padcore.config import ALIGN_MODES, TrainConfig
 from padcore.errors import PadError
 
 
@@ -61,8 +61,8 @@ def _parse_value(value: str):
 
 def _add_training_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training (unset options keep the earlier phase's value, else the default)")
-    g.add_argument("--backbone", choices=BACKBONES, help="sequence encoder (default sasrec)")
-    g.add_argument("--loss", choices=LOSSES, help="bce: the paper's one sampled negative; ce: full softmax; sampled: shared negatives")
+    g.add_argument("--backbone", help="sequence encoder: sasrec (default) | gru4rec | caser")
+    g.add_argument("--loss", help="bce (default): the paper's one sampled negative; ce: full softmax; sampled: shared negatives")
     g.add_argument("--dim", type=int, help="model width d (default 64)")
     g.add_argument("--epochs", type=int, help="epochs of the cosine rate schedule, the most a phase runs (default 60)")
     g.add_argument("--patience", type=int, help="epochs without a better validation nDCG@10 before stopping (default 10)")
@@ -89,10 +89,33 @@ def _align(args: argparse.Namespace) -> None:
 def _finetune(args: argparse.Namespace) -> None:
     from padcore.steps import finetune
 
-    opts = _training_options(args)
-    if args.no_gate:
-        opts["gate"] = False
-    finetune(args.dataset, args.text, args.id_model, args.align_model, args.out, **opts)
+    finetune(args.dataset, args.text, args.id_model, args.align_model, args.out, **_training_options(args))
+
+
+def _train(args: argparse.Namespace) -> None:
+    from padcore.steps import train
+
+    if args.list:
+        return _models_list(args)
+    missing = [f"--{name}" for name in ("model", "dataset", "out") if getattr(args, name) is None]
+    if missing:
+        raise PadError(f"{', '.join(missing)} required (or --list)")
+    parents = {}
+    for item in args.parent or []:
+        stage, sep, path = item.partition("=")
+        if not sep or not stage:
+            raise PadError(f"--parent {item!r}: expected STAGE=MODEL_FOLDER")
+        parents[stage] = path
+    train(args.model, args.dataset, args.text, args.out, parents=parents, **_training_options(args))
+
+
+def _models_list(args: argparse.Namespace) -> None:
+    from padcore.registry import MODELS
+
+    for name in MODELS:
+        spec = MODELS[name]
+        stages = " -> ".join(s.name for s in spec.stages)
+        print(f"{name:<8} {spec.summary}  [{stages}{'; text' if spec.needs_text else ''}]")
 
 
 def _analyze(args: argparse.Namespace) -> None:
@@ -232,16 +255,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_options(p)
     g = p.add_argument_group("alignment")
     g.add_argument("--gamma", type=float, help="weight of the alignment loss (default 0.2)")
-    g.add_argument("--kernel", choices=KERNELS, help="gaussian = MK-MMD (default); others for the ablation")
+    g.add_argument("--kernel", help="gaussian = MK-MMD (default); laplacian | linear | cosine | infonce for the ablation")
     g.add_argument("--align-mode", choices=ALIGN_MODES,
                    help="anchored: L_REC + gamma MMD (default); non-anchored: MMD only; frozen: ID table frozen")
     p.set_defaults(func=_align)
 
     p = verbs.add_parser(
         "finetune",
-        help="phase 3: fine-tune the triple experts with the frequency-aware gate",
-        description="Phase 3 of PAD: ID, alignment and LLM experts fused per item by a frequency-aware gate, "
-        "trained with L_REC only; text stays frozen.",
+        help="phase 3: the three experts and their frequency-aware fusion",
+        description="Phase 3 of PAD: ID, alignment and LLM experts fused per item by a frequency-aware gate. "
+        "By default the experts are kept as trained and the gate's per-bucket weights over their calibrated "
+        "scores are fitted on held-out interactions (--fusion; README, 'Phase 3'); text stays frozen.",
     )
     p.add_argument("--dataset", required=True, help="dataset artifact folder")
     p.add_argument("--text", required=True, help="text artifact folder")
@@ -250,9 +274,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="model artifact folder; rerun with the same --out to resume")
     _add_training_options(p)
     g = p.add_argument_group("experts")
-    g.add_argument("--experts", type=lambda s: tuple(s.split(",")), help="comma list of id,align,llm (default all three)")
-    g.add_argument("--no-gate", action="store_true", help="fuse experts with one learned weight vector (ablation)")
+    g.add_argument("--experts", help="comma list of id,align,llm (default all three)")
+    g.add_argument("--fusion", help="bucket (default): per-bucket weights over calibrated scores, fitted on "
+                   "held-out targets | global: one weight vector, so fitted (no gate) | paper: eq. 11's gate "
+                   "trained jointly with the experts | equal: the untrained equal-weight average")
     p.set_defaults(func=_finetune)
+
+    p = verbs.add_parser(
+        "train",
+        help="train any registered model (PAD or a baseline), all its stages",
+        description="Train every stage of a registered model (`pad train --list` names them) and write its model "
+        "artifact; earlier stages' artifacts are kept in <out>/stages/. Rerun with the same --out to resume.",
+    )
+    p.add_argument("--model", help="registered model name, e.g. pad, id, hybrid, morec (see --list)")
+    p.add_argument("--list", action="store_true", help="list the registered models and exit")
+    p.add_argument("--dataset", help="dataset artifact folder")
+    p.add_argument("--text", help="text artifact folder (models that read item texts)")
+    p.add_argument("--out", help="model artifact folder; rerun with the same --out to resume")
+    p.add_argument("--parent", action="append", metavar="STAGE=MODEL_FOLDER",
+                   help="take an earlier stage from this artifact instead of training it, e.g. pretrain=runs/m1")
+    _add_training_options(p)
+    p.set_defaults(func=_train)
 
     p = verbs.add_parser(
         "analyze",

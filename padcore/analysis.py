@@ -197,6 +197,26 @@ def _separation(tables, distances, target_group: np.ndarray, cfg: AnalysisConfig
     return {"reference": REFERENCE, "top_fraction": cfg.top_fraction, "groups": groups}, samples
 
 
+def gate_weights(model, fusion: str, bucket: np.ndarray, n_buckets: int) -> dict | None:
+    """The mean weight of each expert on the items of each frequency bucket (None for a one-expert model).
+
+    `bucket` [n_items]: each real item's bucket (1 = warmest); an empty bucket gets NaN weights.
+    """
+    import torch
+
+    if len(model.experts) < 2:
+        return None
+    with torch.no_grad():
+        w = model.expert_weights().float().numpy()[1:]
+    return {
+        "experts": list(model.experts),
+        "fusion": fusion,
+        "items": [int((bucket == b).sum()) for b in range(1, n_buckets + 1)],
+        "weights": [w[bucket == b].mean(0).tolist() if (bucket == b).any() else [float("nan")] * w.shape[1]
+                    for b in range(1, n_buckets + 1)],
+    }
+
+
 def analyze(
     dataset: str | Path,
     text: str | Path,
@@ -208,7 +228,7 @@ def analyze(
 ) -> dict:
     """Analysis artifact at `out`: kendall.json, separation.json, PNG plots, report.md, report.html."""
     from padcore.artifacts import atomic_dir, write_json
-    from padcore.checkpoint import item_tables, read_model_meta
+    from padcore.checkpoint import item_tables, load_model, read_model_meta
     from padcore.dataset import load_dataset
     from padcore.kendall import behaviour_target_pairs
     from padcore.report import tau_summary, write_report
@@ -217,8 +237,8 @@ def analyze(
     ds = load_dataset(dataset)
     models = {"pretrain": (id_model, "pretrain"), "align": (align_model, "align"), "finetune": (final_model, "finetune")}
     models.update({label: (path, "align") for label, path in cfg.extra_align.items()})
-    modes = {label: read_model_meta(path, ds, phase)[1]["config"].get("align_mode", "anchored")
-             for label, (path, phase) in models.items()}  # every input is checked before any heavy loading
+    configs = {label: read_model_meta(path, ds, phase)[1]["config"] for label, (path, phase) in models.items()}
+    modes = {label: c.get("align_mode", "anchored") for label, c in configs.items()}  # inputs checked before loading
     from padcore.text import load_text
 
     text_table = np.array(load_text(text, ds))  # a writable copy: torch refuses read-only (memory-mapped) arrays
@@ -235,8 +255,10 @@ def analyze(
         tables, pairs, ds.item_column("group")[pairs.target], ds.meta["protocol"]["buckets"], comparisons, cfg
     )
     result.kendall["dataset_id"] = ds.dataset_id
+    gate = gate_weights(load_model(final_model, text_table), configs["finetune"]["fusion"], ds.item_column("bucket")[1:],
+                        ds.meta["protocol"]["buckets"])
     with atomic_dir(out) as tmp:
-        write_report(tmp, result.kendall, result.separation, result.samples,
+        write_report(tmp, result.kendall, result.separation, result.samples, gate,
                      title=f"{ds.meta.get('source', 'dataset')}: embedding-space analysis", bins=cfg.bins)
         write_json(tmp / "meta.json", {
             "kind": "analysis", "dataset_id": ds.dataset_id, "item_hash": ds.item_hash,

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from padcore.config import TrainConfig
+from padcore.registry import BACKBONES
 
 
 class SASRec(nn.Module):
@@ -114,9 +115,24 @@ class Caser(nn.Module):
         return F.relu(self.fc(self.drop(h))) * mask.unsqueeze(-1)
 
 
-def make_backbone(cfg: TrainConfig, max_len: int) -> nn.Module:
-    if cfg.backbone == "sasrec":
-        return SASRec(cfg.dim, max_len, cfg.layers, cfg.heads, cfg.dropout)
-    if cfg.backbone == "gru4rec":
-        return GRU4Rec(cfg.dim, cfg.layers, cfg.dropout)
-    return Caser(cfg.dim, cfg.caser_window, cfg.dropout)
+TITLES = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "caser": "Caser"}  # as the paper's tables name them
+
+
+@BACKBONES.register("sasrec")
+def _sasrec(cfg: TrainConfig, dim: int, max_len: int) -> nn.Module:
+    return SASRec(dim, max_len, cfg.layers, cfg.heads, cfg.dropout)
+
+
+@BACKBONES.register("gru4rec")
+def _gru4rec(cfg: TrainConfig, dim: int, max_len: int) -> nn.Module:
+    return GRU4Rec(dim, cfg.layers, cfg.dropout)
+
+
+@BACKBONES.register("caser")
+def _caser(cfg: TrainConfig, dim: int, max_len: int) -> nn.Module:
+    return Caser(dim, cfg.caser_window, cfg.dropout)
+
+
+def make_backbone(cfg: TrainConfig, max_len: int, dim: int | None = None) -> nn.Module:
+    """The configured backbone at width `dim` (default: the model width)."""
+    return BACKBONES[cfg.backbone](cfg, dim or cfg.dim, max_len)

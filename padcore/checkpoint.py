@@ -1,37 +1,51 @@
-"""Model artifacts: `model.safetensors` + `config.json` + `metrics.json` + `meta.json`."""
+"""Model artifacts: `model.safetensors` + `config.json` + `metrics.json` + `meta.json`.
+
+config.json names the registered model and stage, so `load_model` rebuilds any
+artifact with that stage's own `build`.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from padcore.artifacts import read_meta, write_json
 from padcore.config import TrainConfig
 from padcore.dataset import Dataset
 from padcore.errors import PadError
-from padcore.experts import FusedTower, IdTower, PadModel, TextTower, build_model
+from padcore.experts import FusedTower, IdTower, PadModel, TextTable, TextTower
+from padcore.models.spec import Shape, StageContext
+from padcore.options import build_options
+from padcore.registry import MODELS
 
 WEIGHTS, CONFIG, METRICS = "model.safetensors", "config.json", "metrics.json"
 
 
-def save_model(folder: Path, model: PadModel, cfg: TrainConfig, arch: dict, meta: dict, metrics: dict) -> None:
+def save_model(folder: Path, model: PadModel, name: str, stage: str, cfg: TrainConfig, options: Any, shape: dict,
+               meta: dict, metrics: dict) -> None:
     """Write a model artifact's files into `folder` (the caller makes it atomic)."""
-    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(weights, str(folder / WEIGHTS))
-    write_json(folder / CONFIG, {"config": cfg.to_dict(), **arch})
+    # clone: experts may share a module (one backbone, two views), and safetensors stores each tensor once
+    weights = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
+    # through Python's file writer, so a full disk is an OSError that names the file
+    (folder / WEIGHTS).write_bytes(save(weights))
+    write_json(folder / CONFIG, {"model": name, "phase": stage, "config": cfg.to_dict(),
+                                 "options": dataclasses.asdict(options) if options is not None else None,
+                                 "experts": list(model.experts), **shape})
     write_json(folder / METRICS, metrics)
     write_json(folder / "meta.json", {"kind": "model", **meta})
 
 
-def read_model_meta(folder: str | Path, ds: Dataset, phase: str) -> tuple[dict, dict]:
-    """(meta, config.json) of a model artifact, checked against the dataset and the expected phase."""
+def read_model_meta(folder: str | Path, ds: Dataset, phase: str | None = None) -> tuple[dict, dict]:
+    """(meta, config.json) of a model artifact, checked against the dataset and (when given) the expected stage."""
     folder = Path(folder)
     meta = read_meta(folder, "model")
-    if meta.get("phase") != phase:
+    if phase is not None and meta.get("phase") != phase:
         raise PadError(f"{folder / 'meta.json'}: phase is {meta.get('phase')!r}, expected a {phase!r} model")
     if meta.get("dataset_id") != ds.dataset_id:
         raise PadError(
@@ -44,34 +58,45 @@ def read_model_meta(folder: str | Path, ds: Dataset, phase: str) -> tuple[dict, 
     return meta, json.loads((folder / CONFIG).read_text())
 
 
+def model_title(folder: str | Path) -> str:
+    """A model artifact's name in a results table: "SASRec", "alignment expert", "PAD", "Hybrid", ..."""
+    saved = json.loads((Path(folder) / CONFIG).read_text())
+    spec = MODELS[saved["model"]]
+    stage = spec.stage(saved["phase"])
+    name = spec.display_name(saved["config"].get("backbone", "sasrec"))
+    if stage.name == spec.stages[-1].name:
+        return name
+    return stage.title or f"{name} ({stage.name})"
+
+
 def load_weights(folder: str | Path) -> dict[str, torch.Tensor]:
     return load_file(str(Path(folder) / WEIGHTS))
 
 
-def load_model(folder: str | Path, text: np.ndarray | None = None) -> PadModel:
-    """Rebuild a saved PadModel (the frozen text table is an input, not a weight)."""
+def load_model(folder: str | Path, text: np.ndarray | torch.Tensor | None = None) -> PadModel:
+    """Rebuild a saved model (the frozen text table is an input, not a weight), in evaluation mode."""
     folder = Path(folder)
     saved = json.loads((folder / CONFIG).read_text())
+    spec = MODELS[saved["model"]]
+    stage = spec.stage(saved["phase"])
+    if stage.text and text is None:
+        raise PadError(f"{folder}: this {saved['model']} model reads item texts; pass the text artifact it was "
+                       "trained with")
     cfg = TrainConfig.from_options(saved["config"])
-    kinds = tuple(saved["experts"])
-    if any(k != "id" for k in kinds) and text is None:
-        raise PadError(f"{folder}: this model has text experts; pass the text artifact it was trained with")
-    model = build_model(
-        kinds,
-        cfg,
-        saved["n_items"],
-        saved["max_len"],
-        None if text is None else torch.from_numpy(np.asarray(text, dtype=np.float32)),
-        torch.zeros(saved["n_items"] + 1, dtype=torch.long),  # the saved buckets replace these
-        saved.get("n_buckets", 10),
-    )
+    options = build_options(spec.options, spec.name, saved["options"]) if spec.options else None
+    shape = Shape(saved["n_items"], saved["max_len"], saved["n_buckets"], saved["text_dim"])
+    table = None if text is None else TextTable(torch.as_tensor(np.asarray(text)) if isinstance(text, np.ndarray)
+                                                else text)
+    # the saved buckets (a buffer of the fusion) replace these zeros
+    ctx = StageContext(cfg, options, shape, table, torch.zeros(shape.n_items + 1, dtype=torch.long))
+    model = stage.build(ctx)
     model.load_state_dict(load_weights(folder))
     return model.eval()
 
 
 @torch.no_grad()
 def item_tables(model_dir: str | Path, text: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Per-item embedding tables [n_items+1, d] of a model artifact, by expert and part.
+    """Per-item embedding tables [n_items+1, d] of a PAD-family model artifact, by expert and part.
 
     pretrain -> {"id"}; align -> {"align.id", "align.text"};
     finetune -> {"id.id", "align.id", "align.text", "llm.text"} ("*.text" = the expert's reduced text).
@@ -85,8 +110,8 @@ def item_tables(model_dir: str | Path, text: np.ndarray | None = None) -> dict[s
             "id" if isinstance(tower, IdTower) else "text": tower
         }
         for part, t in parts.items():
-            assert isinstance(t, (IdTower, TextTower))
-            out[f"{name}.{part}"] = t.table().float().numpy()
+            if isinstance(t, (IdTower, TextTower)):
+                out[f"{name}.{part}"] = t.table().float().numpy()
     if phase == "pretrain":
         return {"id": out["id.id"]}
     return out

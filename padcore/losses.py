@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
+
+from padcore.errors import PadError
+from padcore.registry import ALIGN_LOSSES, REC_LOSSES
 
 # ---------------------------------------------------------------- L_REC
 
@@ -37,6 +44,45 @@ def softmax_loss(logits: torch.Tensor, target_col: torch.Tensor, invalid: torch.
     if invalid is not None:
         logits = logits.masked_fill(invalid, float("-inf"))
     return F.cross_entropy(logits, target_col)
+
+
+@dataclass
+class Targets:
+    """The next-item positions of a batch that L_REC scores."""
+
+    items: torch.Tensor  # [P] target item_idx of each position
+    keep: torch.Tensor  # [B, L] where in the batch the positions are
+    user_items: torch.Tensor  # [B, S] every item of each row's user: never a negative
+    n_items: int
+
+
+# score(candidates): candidates None = every item -> [P, N+1]; [K] shared -> [P, K]; [P, K] per row -> [P, K]
+Scorer = Callable[[torch.Tensor | None], torch.Tensor]
+
+
+@REC_LOSSES.register("bce")
+def bce_rec(score: Scorer, t: Targets, cfg, gen: torch.Generator) -> torch.Tensor:
+    """The paper's: BCE on each position's target and one negative the user never touched."""
+    neg = sample_negatives(t.user_items, t.n_items, tuple(t.keep.shape), gen)[t.keep]
+    logits = score(torch.stack([t.items, neg], -1))
+    return bce_loss(logits[:, 0], logits[:, 1])
+
+
+@REC_LOSSES.register("ce")
+def ce_rec(score: Scorer, t: Targets, cfg, gen: torch.Generator) -> torch.Tensor:
+    """Full-softmax cross-entropy over every item."""
+    logits = score(None)
+    logits[:, 0] = float("-inf")
+    return softmax_loss(logits, t.items)
+
+
+@REC_LOSSES.register("sampled")
+def sampled_rec(score: Scorer, t: Targets, cfg, gen: torch.Generator) -> torch.Tensor:
+    """Softmax over the target and `sampled_negatives` items shared by the batch (accidental hits masked)."""
+    neg = torch.randint(1, t.n_items + 1, (cfg.sampled_negatives,), generator=gen, device=t.items.device)
+    logits = torch.cat([score(t.items[:, None]), score(neg)], 1)
+    accidental = torch.cat([torch.zeros_like(t.items[:, None], dtype=torch.bool), neg[None, :] == t.items[:, None]], 1)
+    return softmax_loss(logits, torch.zeros_like(t.items), accidental)
 
 
 # ---------------------------------------------------------------- alignment
@@ -74,7 +120,7 @@ def kernel_matrix(z: torch.Tensor, kernel: str, m: int = 5) -> torch.Tensor:
     if kernel == "cosine":
         u = F.normalize(z, dim=1, eps=1e-8)
         return u @ u.T
-    raise ValueError(f"no kernel matrix for {kernel!r}")
+    raise PadError(f"no kernel matrix for {kernel!r}; known: gaussian, laplacian, linear, cosine")
 
 
 def mmd2(x: torch.Tensor, y: torch.Tensor, kernel: str = "gaussian", m: int = 5) -> torch.Tensor:
@@ -90,8 +136,19 @@ def infonce(x: torch.Tensor, y: torch.Tensor, temperature: float) -> torch.Tenso
     return F.cross_entropy(logits, torch.arange(x.shape[0], device=x.device))
 
 
-def alignment_loss(text: torch.Tensor, ids: torch.Tensor, kernel: str, m: int, temperature: float) -> torch.Tensor:
-    """Alignment between reduced text and collaborative embeddings of the same items."""
-    if kernel == "infonce":
-        return infonce(text, ids, temperature)
-    return mmd2(text, ids, kernel, m)
+def _mmd_loss(kernel: str, text: torch.Tensor, ids: torch.Tensor, cfg) -> torch.Tensor:
+    return mmd2(text, ids, kernel, cfg.kernels)
+
+
+for _kernel in ("gaussian", "laplacian", "linear", "cosine"):
+    ALIGN_LOSSES.register(_kernel)(partial(_mmd_loss, _kernel))
+
+
+@ALIGN_LOSSES.register("infonce")
+def _infonce_loss(text: torch.Tensor, ids: torch.Tensor, cfg) -> torch.Tensor:
+    return infonce(text, ids, cfg.infonce_temperature)
+
+
+def alignment_loss(text: torch.Tensor, ids: torch.Tensor, cfg) -> torch.Tensor:
+    """Alignment (cfg.kernel) between reduced text and collaborative embeddings of the same items, row i = item i."""
+    return ALIGN_LOSSES[cfg.kernel](text, ids, cfg)

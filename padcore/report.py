@@ -149,22 +149,53 @@ def _save(fig, path: Path) -> None:
     _plt().close(fig)
 
 
+def gate_table(gate: dict) -> Table:
+    head = ["bucket", "items", *gate["experts"]]
+    rows = [[str(b), f"{n:,}", *(f"{x:.3f}" for x in w)]
+            for b, (n, w) in enumerate(zip(gate["items"], gate["weights"]), 1)]
+    return head, rows
+
+
+def plot_gate(gate: dict, path: Path) -> None:
+    """Stacked bars: the mean weight of each expert on the items of each frequency bucket."""
+    plt = _plt()
+    w = np.array(gate["weights"])
+    x = np.arange(1, len(w) + 1)
+    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    bottom = np.zeros(len(w))
+    for e, name in enumerate(gate["experts"]):
+        ax.bar(x, w[:, e], bottom=bottom, label=f"{name} expert")
+        bottom += w[:, e]
+    ax.set_xticks(x)
+    ax.set_xlabel(_bucket_axis(len(w)))
+    ax.set_ylabel("mean fusion weight")
+    ax.set_title(f"Phase 3: what each expert weighs per bucket ({gate['fusion']} fusion)", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+    _save(fig, path)
+
+
 def write_report(folder: str | Path, kendall: dict, sep: dict, samples: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
-                 title: str = "embedding-space analysis", bins: int = 40) -> list[Path]:
+                 gate: dict | None = None, title: str = "embedding-space analysis", bins: int = 40) -> list[Path]:
     """Write every file of the analysis into `folder`; returns the PNGs written.
 
-    `samples`: group -> view -> (far, near) pair distances, for the histograms.
+    `samples`: group -> view -> (far, near) pair distances, for the histograms;
+    `gate`: the final model's mean expert weights per bucket (gate.json, gate.png).
     """
     folder = Path(folder)
     write_json(folder / "kendall.json", kendall)
     write_json(folder / "separation.json", sep)
-    pngs = [folder / f"tau_{space}.png" for space in SPACES if plot_tau(kendall, space, folder / f"tau_{space}.png")]
+    pngs = []
+    if gate is not None:
+        write_json(folder / "gate.json", gate)
+        plot_gate(gate, folder / "gate.png")
+        pngs.append(folder / "gate.png")
+    pngs += [folder / f"tau_{space}.png" for space in SPACES if plot_tau(kendall, space, folder / f"tau_{space}.png")]
     for group, g in sep.get("groups", {}).items():
         if g["views"]:
             plot_pairs(samples[group], g["views"], group, sep["top_fraction"], sep["reference"], bins, folder / f"pairs_{group}.png")
             pngs.append(folder / f"pairs_{group}.png")
-    (folder / "report.md").write_text(report_markdown(title, kendall, sep, pngs))
-    (folder / "report.html").write_text(report_html(title, kendall, sep, pngs))
+    (folder / "report.md").write_text(report_markdown(title, kendall, sep, gate, pngs))
+    (folder / "report.html").write_text(report_html(title, kendall, sep, gate, pngs))
     return pngs
 
 
@@ -193,9 +224,16 @@ def _sep_status(group: str, g: dict) -> str:
         "" if g["status"] == "ok" else f" — {g['status']}, not analysed")
 
 
-def report_markdown(title: str, kendall: dict, sep: dict, pngs: Sequence[Path]) -> str:
-    parts = [f"# {title}", "", *(f"{line}\n" for line in _intro(kendall, sep)),
-             "## Kendall's tau per target-item bucket", "", markdown_table(tau_table(kendall))]
+def _gate_intro(gate: dict) -> str:
+    return (f"Phase 3's {gate['fusion']} fusion: the mean weight each expert gets on the items of each frequency "
+            "bucket (1 = warm); a text expert taking over on cold buckets is what the gate is for.")
+
+
+def report_markdown(title: str, kendall: dict, sep: dict, gate: dict | None, pngs: Sequence[Path]) -> str:
+    parts = [f"# {title}", "", *(f"{line}\n" for line in _intro(kendall, sep))]
+    if gate is not None:
+        parts += ["## Expert weights per bucket", "", _gate_intro(gate), "", markdown_table(gate_table(gate))]
+    parts += ["## Kendall's tau per target-item bucket", "", markdown_table(tau_table(kendall))]
     parts += [f"Skipped: {s['name']} ({s['reason']})\n" for s in kendall["skipped"]]
     if sep.get("groups"):
         parts += ["## Separation of far and near collaborative pairs", ""]
@@ -208,8 +246,11 @@ def report_markdown(title: str, kendall: dict, sep: dict, pngs: Sequence[Path]) 
     return "\n".join(parts)
 
 
-def report_html(title: str, kendall: dict, sep: dict, pngs: Sequence[Path]) -> str:
+def report_html(title: str, kendall: dict, sep: dict, gate: dict | None, pngs: Sequence[Path]) -> str:
     body = [f"<h2>{html.escape(title)}</h2>", *(f"<p>{html.escape(line)}</p>" for line in _intro(kendall, sep))]
+    if gate is not None:
+        body += ["<h3>Expert weights per bucket</h3>", f"<p>{html.escape(_gate_intro(gate))}</p>",
+                 html_table(gate_table(gate))]
     body += ["<h3>Kendall's tau per target-item bucket</h3>", html_table(tau_table(kendall))]
     body += [f"<p>Skipped: {html.escape(s['name'])} ({html.escape(s['reason'])})</p>" for s in kendall["skipped"]]
     for p in pngs:

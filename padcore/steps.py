@@ -12,10 +12,10 @@ from pathlib import Path
 from padcore.dataset import Protocol, build_dataset, summary, write_dataset
 
 # steps that need torch are imported on first use, so `pad preprocess` and `pad --help` stay light
-_LAZY = {"pretrain": "padcore.phases", "align": "padcore.phases", "finetune": "padcore.phases",
-         "analyze": "padcore.analysis"}
+_LAZY = {"pretrain": "padcore.training", "align": "padcore.training", "finetune": "padcore.training",
+         "train": "padcore.training", "analyze": "padcore.analysis"}
 
-__all__ = ["preprocess", "embed", "embed_merge", "pretrain", "align", "finetune", "analyze"]
+__all__ = ["preprocess", "embed", "embed_merge", "pretrain", "align", "finetune", "train", "analyze"]
 
 
 def __getattr__(name: str):

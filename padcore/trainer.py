@@ -1,5 +1,6 @@
-"""The training loop every phase shares: L_REC (+ an optional extra loss), early
-stopping on validation nDCG@10, the best checkpoint kept, resume after interruption.
+"""The training loop every stage shares: an objective (L_REC, plus an optional extra
+loss, by default), early stopping on validation nDCG@10, the best checkpoint kept,
+resume after interruption; and the full-ranking evaluation it validates with.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ import copy
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -19,12 +20,13 @@ from padcore.batches import EvalSplit, SplitTensors
 from padcore.config import TrainConfig
 from padcore.errors import PadError
 from padcore.experts import PadModel
-from padcore.losses import bce_loss, sample_negatives, softmax_loss
+from padcore.losses import Targets
 from padcore.metrics import target_ranks
+from padcore.registry import REC_LOSSES
 
 RESUME = "resume.pt"
-# extra loss: (model, batch item_idx [B, L+1], generator) -> scalar
-ExtraLoss = Callable[[PadModel, torch.Tensor, torch.Generator], torch.Tensor]
+# extra loss: (model, the batch's training rows [B], their item_idx [B, L+1], generator) -> scalar
+ExtraLoss = Callable[[PadModel, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
 
 
 def pick_device(name: str) -> torch.device:
@@ -33,36 +35,17 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-@dataclass
-class FitResult:
-    best_epoch: int
-    epochs: int
-    history: list[dict]
-    seconds_per_epoch: float
-
-
 def rec_loss(model: PadModel, batch: torch.Tensor, user_items: torch.Tensor, cfg: TrainConfig, n_items: int,
              gen: torch.Generator) -> torch.Tensor:
-    """L_REC on every next-item position of the batch: a real target after a real input.
+    """L_REC (cfg.loss) on every next-item position of the batch: a real target after a real input.
 
     A row's first item has only padding before it, so it is never a target.
     """
     inputs, targets = batch[:, :-1], batch[:, 1:]
     keep = (targets > 0) & (inputs > 0)
     states = [s[keep] for s in model.states(inputs)]
-    tgt = targets[keep]
-    if cfg.loss == "bce":
-        neg = sample_negatives(user_items, n_items, tuple(targets.shape), gen)[keep]
-        logits = model.logits(states, torch.stack([tgt, neg], -1))
-        return bce_loss(logits[:, 0], logits[:, 1])
-    if cfg.loss == "ce":
-        logits = model.logits(states)
-        logits[:, 0] = float("-inf")
-        return softmax_loss(logits, tgt)
-    neg = torch.randint(1, n_items + 1, (cfg.sampled_negatives,), generator=gen, device=batch.device)
-    logits = torch.cat([model.logits(states, tgt[:, None]), model.logits(states, neg)], 1)
-    accidental = torch.cat([torch.zeros_like(tgt[:, None], dtype=torch.bool), neg[None, :] == tgt[:, None]], 1)
-    return softmax_loss(logits, torch.zeros_like(tgt), accidental)
+    return REC_LOSSES[cfg.loss](lambda items: model.logits(states, items), Targets(targets[keep], keep, user_items,
+                                                                                  n_items), cfg, gen)
 
 
 @torch.no_grad()
@@ -70,7 +53,7 @@ def rank_split(model: PadModel, split: EvalSplit, cfg: TrainConfig, device: torc
     """0-based full-ranking rank of each user's target (vectorised, in user chunks)."""
     model.eval()
     ranks = torch.empty(len(split.targets), dtype=torch.long)
-    with _autocast(device):
+    with autocast(device):
         side = model.item_side()  # item tables and gate weights, once for all users
     # users in order of input length, so each chunk drops the columns that are padding in all its rows
     lengths = (split.inputs > 0).sum(1)
@@ -79,13 +62,14 @@ def rank_split(model: PadModel, split: EvalSplit, cfg: TrainConfig, device: torc
     for idx in order.split(cfg.eval_batch):
         inputs = split.inputs[idx, -max(int(lengths[idx].max()), 1):]
         history = split.history[idx, -max(int(hist_lengths[idx].max()), 1):]
-        with _autocast(device):
+        with autocast(device):
             scores = model.scores(inputs.to(device), side)
         ranks[idx] = target_ranks(scores, split.targets[idx].to(device), history.to(device)).cpu()
     return ranks.numpy()
 
 
-def _autocast(device: torch.device):
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA (training, evaluation, recommendation and serving alike); off on CPUs."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return torch.autocast("cpu", enabled=False)
@@ -95,13 +79,63 @@ def _ndcg(ranks: np.ndarray, k: int = 10) -> float:
     return float(100 * np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0).mean())
 
 
+class Objective:
+    """What an epoch of `fit` trains on: rows to shuffle and batch, and the loss of a batch of them.
+
+    The default, `RecObjective`, is L_REC on every next-item position of the
+    training split (plus an optional extra loss). `frozen` modules keep their
+    weights and stay in evaluation mode (no dropout) while the rest trains.
+    """
+
+    rows: torch.Tensor  # [R, W] left-padded item_idx rows
+    frozen: tuple[torch.nn.Module, ...] = ()
+    keep_last: bool = False  # True: no early stopping, the last epoch is kept (a stage with no ranking to validate)
+
+    def loss(self, model: PadModel, idx: torch.Tensor, batch: torch.Tensor, cfg: TrainConfig,
+             gen: torch.Generator) -> torch.Tensor | None:
+        """The loss of the rows `idx` (trimmed to `batch` on the model's device); None = nothing to learn."""
+        raise NotImplementedError
+
+
+class RecObjective(Objective):
+    """L_REC on every next-item position of the training split, times `rec_weight`, plus `extra`."""
+
+    def __init__(self, data: SplitTensors, extra: ExtraLoss | None = None, rec_weight: float = 1.0):
+        self.rows, self.user_items, self.n_items = data.train, data.user_items, data.n_items
+        self.extra, self.rec_weight = extra, rec_weight
+        self.positions = ((data.train > 0).sum(1) - 1).clamp(min=0)  # next-item positions per row
+        self.positions_per_row = float(self.positions.float().mean())
+        if not self.positions_per_row:
+            raise PadError("the training split has no next-item position: every user has fewer than 4 interactions")
+
+    def loss(self, model: PadModel, idx: torch.Tensor, batch: torch.Tensor, cfg: TrainConfig,
+             gen: torch.Generator) -> torch.Tensor | None:
+        # a batch of short rows has few positions: weigh each position as in a batch of average rows
+        weight = self.rec_weight * float(self.positions[idx].sum()) / (len(idx) * self.positions_per_row)
+        if not weight and self.extra is None:
+            return None  # rows of one item: nothing to learn from
+        loss = rec_loss(model, batch, self.user_items[idx].to(batch.device), cfg, self.n_items, gen) * weight \
+            if weight else 0.0
+        if self.extra is not None:
+            loss = loss + self.extra(model, idx, batch, gen)
+        return loss
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    epochs: int
+    history: list[dict]
+    seconds_per_epoch: float
+    info: dict = field(default_factory=dict)  # anything else the stage reports in metrics.json
+
+
 def fit(
     model: PadModel,
-    data: SplitTensors,
+    objective: Objective,
+    valid: EvalSplit,
     cfg: TrainConfig,
     work: Path,
-    extra: ExtraLoss | None = None,
-    rec_weight: float = 1.0,
     log: Callable[[str], None] = print,
 ) -> FitResult:
     """Train until validation nDCG@10 stops improving; leave the best weights in `model`.
@@ -114,8 +148,11 @@ def fit(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     model.to(device)
+    for module in objective.frozen:
+        module.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # fused: one kernel for the update of every row of the item tables (3.7x faster per step at 423k items)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     state = {"epoch": 0, "best_ndcg": -1.0, "best_epoch": 0, "best": None, "bad": 0, "history": [], "seconds": 0.0}
     resume = work / RESUME
     if resume.is_file():
@@ -125,16 +162,15 @@ def fit(
         state = saved["state"]
         log(f"  resuming after epoch {state['epoch']} (best nDCG@10 {state['best_ndcg']:.4f} at epoch {state['best_epoch']})")
 
-    train, user_items = data.train, data.user_items
-    n_users = len(train)
-    lengths = (train > 0).sum(1)
-    positions = (lengths - 1).clamp(min=0)  # next-item positions per row
-    positions_per_row = float(positions.float().mean())
-    if not positions_per_row:
-        raise PadError("the training split has no next-item position: every user has fewer than 4 interactions")
+    rows = objective.rows
+    lengths = (rows > 0).sum(1)
+    if cfg.valid_users and cfg.valid_users < len(valid.targets):
+        # a fixed sample of users for choosing the epoch (the artifact's metrics still rank every user)
+        keep = torch.randperm(len(valid.targets), generator=torch.Generator().manual_seed(cfg.seed))[: cfg.valid_users]
+        valid = EvalSplit(valid.inputs[keep], valid.targets[keep], valid.history[keep])
     if not state["history"]:
-        # epoch 0 = the starting point: a phase that starts from trained experts never ends worse than it began
-        ranks = rank_split(model, data.valid, cfg, device)
+        # epoch 0 = the starting point: a stage that starts from trained experts never ends worse than it began
+        ranks = rank_split(model, valid, cfg, device)
         _record(state, model, 0, None, ranks, 0.0, log)
     while state["epoch"] < cfg.epochs and state["bad"] < cfg.patience:
         epoch = state["epoch"] + 1
@@ -142,29 +178,27 @@ def fit(
         torch.manual_seed(cfg.seed * 100_003 + epoch)
         gen = torch.Generator(device=device).manual_seed(cfg.seed * 100_003 + epoch)
         gen_cpu = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-        order = torch.randperm(n_users, generator=gen_cpu)
+        order = torch.randperm(len(rows), generator=gen_cpu)
         model.train()
+        for module in objective.frozen:
+            module.eval()
         total, steps = 0.0, 0
         batches = length_batches(order, lengths, cfg.batch_size, gen_cpu)
         for step, idx in enumerate(batches):
             _set_rate(opt, cfg, (epoch - 1 + step / len(batches)) / cfg.epochs)
-            # a batch of short rows has few positions: weigh each position as in a batch of average rows
-            weight = rec_weight * float(positions[idx].sum()) / (len(idx) * positions_per_row)
-            if not weight and extra is None:
-                continue  # rows of one item: nothing to learn from
             # rows are left-padded: dropping the columns that are padding in every row changes no output
-            batch, items = train[idx, -int(lengths[idx].max()):].to(device), user_items[idx].to(device)
-            with _autocast(device):
-                loss = rec_loss(model, batch, items, cfg, data.n_items, gen) * weight if weight else 0.0
-                if extra is not None:
-                    loss = loss + extra(model, batch, gen)
+            batch = rows[idx, -int(lengths[idx].max()):].to(device)
+            with autocast(device):
+                loss = objective.loss(model, idx, batch, cfg, gen)
+            if loss is None:
+                continue
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total += float(loss.detach())
             steps += 1
-        ranks = rank_split(model, data.valid, cfg, device)
-        _record(state, model, epoch, total / max(steps, 1), ranks, time.perf_counter() - t0, log)
+        ranks = rank_split(model, valid, cfg, device)
+        _record(state, model, epoch, total / max(steps, 1), ranks, time.perf_counter() - t0, log, objective.keep_last)
         _save(resume, model, opt, state)
     if state["best"] is not None:
         model.load_state_dict(state["best"])
@@ -194,13 +228,13 @@ def _set_rate(opt: torch.optim.Optimizer, cfg: TrainConfig, progress: float) -> 
 
 
 def _record(state: dict, model: PadModel, epoch: int, loss: float | None, ranks: np.ndarray, seconds: float,
-            log: Callable[[str], None]) -> None:
-    """Log an epoch's validation result and keep the weights if they are the best so far."""
+            log: Callable[[str], None], keep_last: bool = False) -> None:
+    """Log an epoch's validation result and keep the weights if they are the best so far (or the last)."""
     ndcg, hr = _ndcg(ranks), float(100 * (ranks < 10).mean())
     state["seconds"] += seconds
     state["history"].append({"epoch": epoch, "loss": loss, "valid_hr@10": hr, "valid_ndcg@10": ndcg,
                              "seconds": round(seconds, 3)})
-    better = ndcg > state["best_ndcg"]
+    better = keep_last or ndcg > state["best_ndcg"]
     if better:
         state.update(best_ndcg=ndcg, best_epoch=epoch, bad=0,
                      best={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from components.reports import BACKBONES, read_metrics, results_markdown
+from components.reports import dataset_name, model_rows, results_markdown
 from padcore.errors import PadError
 from padcore.report import tau_summary
 
@@ -234,15 +234,13 @@ def run_local(
 
 def report(run: LocalRun) -> str:
     """The end-of-run summary: results table, step times, and where every artifact is."""
-    dataset = json.loads((run.outputs["dataset"] / "meta.json").read_text())
-    backbone = read_metrics(run.outputs["id_model"]).get("config", {}).get("backbone", "sasrec")
-    rows = [
-        (BACKBONES.get(backbone, backbone), read_metrics(run.outputs["id_model"])),
-        ("Align expert", read_metrics(run.outputs["align_model"])),
-        ("PAD", read_metrics(run.outputs["model"])),
-    ]
+    models = [run.outputs[k] for k in ("id_model", "align_model", "model")]
+    baselines = sorted(path for name, path in run.artifacts() if re.fullmatch(r".*/train/model", name))
+    if baselines:  # the leaderboard's order: SASRec, the baselines, then PAD (and its alignment expert)
+        models = [models[0], *baselines, models[1], models[2]]
     lines = [f"PAD pipeline finished in {run.wall_seconds / 60:.1f} min; run folder {run.run_dir}", ""]
-    lines += ["Test metrics (%, full ranking):", "", results_markdown(dataset.get("source", "dataset"), rows)]
+    lines += ["Test metrics (%, full ranking):", "",
+              results_markdown(dataset_name(run.outputs["dataset"]), model_rows(models))]
     kendall = json.loads((run.outputs["analysis"] / "kendall.json").read_text())
     lines += [tau_summary(kendall), f"(full report: {run.outputs['analysis'] / 'report.html'})", ""]
     lines += ["Step times:"] + [f"  {name:<12} {sec:8.1f} s  {status.lower()}" for name, sec, status in run.steps]

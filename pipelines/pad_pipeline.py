@@ -2,6 +2,7 @@
 
     preprocess ─► embed ×N (ParallelFor) ─► embed-merge ─┬─► align ─► finetune ─► analyze
         └──────────► pretrain ───────────────────────────┴──────────────┴────────────┘
+                        └─► train ×baselines (ParallelFor) ─► leaderboard (with pretrain and finetune)
 
 (No `from __future__ import annotations` here: KFP reads the real type annotations.)
 """
@@ -16,8 +17,10 @@ from components.analyze import analyze
 from components.embed import embed
 from components.embed_merge import embed_merge
 from components.finetune import finetune
+from components.leaderboard import leaderboard
 from components.preprocess import preprocess
 from components.pretrain import pretrain
+from components.train import train as train_model
 from pipelines.placement import Placement
 
 PIPELINE_NAME = "pad"
@@ -92,6 +95,7 @@ def build_pipeline(placement: Placement):
         device: str = "auto",
         train_options: dict = {},
         analyze_options: dict = {},
+        baselines: list = [],
     ) -> Outputs:
         prep = place(preprocess(source=source, max_len=max_len, min_len=min_len, buckets=buckets,
                                 embed_shards=embed_shards), "preprocess", placement)
@@ -108,6 +112,11 @@ def build_pipeline(placement: Placement):
         phase3 = place(finetune(dataset=dataset, text=text, id_model=phase1.outputs["model"],
                                 align_model=phase2.outputs["model"], **train, **resume("finetune")),
                        "finetune", placement)
+        with dsl.ParallelFor(baselines, name="baselines") as name:
+            baseline = place(train_model(dataset=dataset, text=text, id_model=phase1.outputs["model"], name=name,
+                                         **train, **resume("train")), "train", placement)
+        place(leaderboard(dataset=dataset, id_model=phase1.outputs["model"], model=phase3.outputs["model"],
+                          baselines=dsl.Collected(baseline.outputs["model"])), "leaderboard", placement)
         report = place(analyze(dataset=dataset, text=text, id_model=phase1.outputs["model"],
                                align_model=phase2.outputs["model"], final_model=phase3.outputs["model"],
                                options=analyze_options), "analyze", placement)

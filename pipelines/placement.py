@@ -19,7 +19,7 @@ from padcore.errors import PadError
 
 DEFAULT_PATH = Path(__file__).with_name("placement.yaml")
 PLACEMENT_ENV = "PAD_PLACEMENT"
-STEPS = ("preprocess", "embed", "embed_merge", "pretrain", "align", "finetune", "analyze")
+STEPS = ("preprocess", "embed", "embed_merge", "pretrain", "align", "finetune", "analyze", "train", "leaderboard")
 
 
 @dataclass

@@ -138,3 +138,10 @@ def make_dataset(tmp_path) -> Callable[..., Dataset]:
         return ds
 
     return make
+
+
+def id_model(cfg, n_items: int, max_len: int):
+    """A fresh ID-only model (PAD's phase 1) for unit tests."""
+    from padcore.experts import PadModel, build_expert
+
+    return PadModel({"id": build_expert("id", cfg, n_items, max_len, None)})

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from padcore.config import TrainConfig
 from padcore.losses import alignment_loss, bce_loss, mmd2, sample_negatives
 
 
@@ -59,8 +60,9 @@ def test_mmd_zero_for_equal_and_positive_for_shifted():
 def test_infonce_prefers_matched_pairs():
     rng = np.random.default_rng(3)
     x = torch.tensor(rng.normal(size=(16, 8)))
-    matched = alignment_loss(x, x + 0.01, "infonce", 5, 0.1)
-    shuffled = alignment_loss(x, x[torch.randperm(16)], "infonce", 5, 0.1)
+    cfg = TrainConfig(kernel="infonce", infonce_temperature=0.1)
+    matched = alignment_loss(x, x + 0.01, cfg)
+    shuffled = alignment_loss(x, x[torch.randperm(16)], cfg)
     assert matched < shuffled
 
 

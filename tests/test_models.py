@@ -1,11 +1,14 @@
 """Backbones and experts: causality, padding, frozen text, gate weights."""
 
+import numpy as np
 import pytest
 import torch
 
 from padcore.backbones import make_backbone
 from padcore.config import TrainConfig
-from padcore.experts import FusedTower, build_model
+from padcore.errors import PadError
+from padcore.experts import FusedTower, PadModel, TextTable, build_expert
+from padcore.fusion import BucketGate, FrequencyGate
 
 BACKBONES = ["sasrec", "gru4rec", "caser"]
 
@@ -41,45 +44,109 @@ def test_padding_never_affects_real_positions(name):
     assert torch.isfinite(long).all()
 
 
-def test_text_is_frozen_and_the_mlp_learns():
+def pad_model(kinds, cfg, n_items, text, fusion=None):
+    experts = {k: build_expert(k, cfg, n_items, 5, TextTable(text)) for k in kinds}
+    return PadModel(experts, fusion)
+
+
+def test_text_is_frozen_shared_and_the_mlp_learns():
     cfg = TrainConfig(dim=8, dropout=0.0)
-    text = torch.randn(11, 12)
-    model = build_model(("align", "llm"), cfg, 10, 5, text, torch.randint(1, 4, (11,)), 3)
+    text = torch.randn(11, 12).half()  # kept in its stored precision
+    model = pad_model(("align", "llm"), cfg, 10, text, BucketGate(2, torch.zeros(11, dtype=torch.long), 0))
     seq = torch.tensor([[0, 1, 2, 3, 4]])
     states = [s[:, -1] for s in model.states(seq)]
     model.logits(states).sum().backward()
+    tables = []
     for name in ("align", "llm"):
         tower = model.experts[name].tower
         tower = tower.text if isinstance(tower, FusedTower) else tower
-        assert not tower.text.requires_grad and tower.text.grad is None
+        assert not tower.text.table.requires_grad and tower.text.table.grad is None
         assert tower.mlp[0].weight.grad.abs().sum() > 0
-    assert torch.equal(model.experts["llm"].tower.text, text)
+        tables.append(tower.text.table)
+    assert tables[0] is tables[1] and torch.equal(tables[0], text)  # one table for every tower
+    assert not any(k.endswith("table") for k in model.state_dict())  # never saved as a weight
 
 
 def test_gate_weights_sum_to_one_and_follow_the_bucket():
     cfg = TrainConfig(dim=8, dropout=0.0)
     buckets = torch.tensor([0, 1, 1, 2, 3, 3, 3])
-    model = build_model(("id", "align", "llm"), cfg, 6, 5, torch.randn(7, 4), buckets, 3)
-    assert torch.allclose(model.gate_weights(), torch.full((7, 3), 1 / 3))  # a fresh gate fuses equally
-    torch.nn.init.normal_(model.gate.mlp[-1].weight)  # as after training
-    w = model.gate_weights()
+    model = pad_model(("id", "align", "llm"), cfg, 6, torch.randn(7, 4), FrequencyGate(3, 8, buckets, 3))
+    assert torch.allclose(model.expert_weights(), torch.full((7, 3), 1 / 3))  # a fresh gate fuses equally
+    torch.nn.init.normal_(model.fusion.mlp[-1].weight)  # as after training
+    w = model.expert_weights()
     assert w.shape == (7, 3)
     assert torch.allclose(w.sum(1), torch.ones(7))
     with torch.no_grad():
-        model.gate.bucket_emb.weight[3] += 5.0  # only the bucket of items 4..6 changes
-    w2 = model.gate_weights()
+        model.fusion.bucket_emb.weight[3] += 5.0  # only the bucket of items 4..6 changes
+    w2 = model.expert_weights()
     assert torch.allclose(w2[:4], w[:4]) and not torch.allclose(w2[4:], w[4:])
 
 
 def test_fused_logits_are_gated_sums_of_expert_logits():
     cfg = TrainConfig(dim=8, dropout=0.0)
-    model = build_model(("id", "llm"), cfg, 6, 5, torch.randn(7, 4), torch.tensor([0, 1, 1, 2, 2, 3, 3]), 3).eval()
+    buckets = torch.tensor([0, 1, 1, 2, 2, 3, 3])
+    model = pad_model(("id", "llm"), cfg, 6, torch.randn(7, 4), FrequencyGate(2, 8, buckets, 3)).eval()
+    torch.nn.init.normal_(model.fusion.mlp[-1].weight)
     seq = torch.tensor([[0, 0, 1, 2, 3]])
     states = [s[:, -1] for s in model.states(seq)]
     full = model.logits(states)
-    w = model.gate_weights()
+    w = model.expert_weights()
     per = [s @ e.tower.table().T for s, e in zip(states, model.experts.values())]
     assert torch.allclose(full, w[:, 0] * per[0] + w[:, 1] * per[1], atol=1e-6)
     per_row, shared = torch.tensor([[2, 5]]), torch.tensor([2, 5])
     assert torch.allclose(model.logits(states, per_row), full[:, [2, 5]], atol=1e-6)
     assert torch.allclose(model.logits(states, shared), full[:, [2, 5]], atol=1e-6)
+    assert torch.allclose(model.scores(seq), full, atol=1e-6)
+
+
+def test_bucket_gate_mixes_expert_scores_like_numpy():
+    rng = np.random.default_rng(0)
+    buckets = torch.tensor([0, 1, 1, 2, 3, 3])
+    gate = BucketGate(2, buckets, 3, raw=False)
+    with torch.no_grad():
+        gate.logits.copy_(torch.tensor(rng.normal(size=(4, 2))))
+        gate.log_temperature.copy_(torch.tensor([0.3, -0.5]))
+    scores = [torch.tensor(rng.normal(size=(3, 6)) * 4) for _ in range(2)]
+    got = gate(scores, gate.item_part(None, []), all_items=True).detach().numpy()
+
+    w = np.exp(gate.logits.detach().numpy())
+    w /= w.sum(1, keepdims=True)
+    t = np.exp([0.3, -0.5])
+    want = np.zeros((3, 6))
+    for e in range(2):
+        z = t[e] * scores[e].numpy()
+        log_p = z - np.log(np.exp(z[:, 1:]).sum(1, keepdims=True))  # a distribution over the real items 1..5
+        want += w[buckets.numpy(), e][None, :] * log_p
+    assert np.allclose(got, want, atol=1e-9)
+    with pytest.raises(PadError, match="scores the whole catalogue"):
+        gate(scores, gate.item_part(torch.tensor([1, 2]), []), all_items=False)
+    raw = BucketGate(2, buckets, 3)  # the default: the experts' own logits, here at their untrained start
+    assert torch.allclose(raw(scores, raw.item_part(None, []), True), (scores[0] + scores[1]) / 2)
+    with torch.no_grad():
+        raw.logits.copy_(gate.logits)
+        raw.log_temperature.copy_(gate.log_temperature)
+    want_raw = sum(w[buckets.numpy(), e][None, :] * t[e] * scores[e].numpy() for e in range(2))
+    assert np.allclose(raw(scores, raw.item_part(None, []), True).detach().numpy(), want_raw, atol=1e-9)
+    # the fold gives the same logits as one matrix product
+    reps = [torch.randn(6, 3, dtype=torch.float64) for _ in range(2)]
+    states = [torch.randn(2, 3, dtype=torch.float64) for _ in range(2)]
+    part = raw.item_part(None, reps)
+    per = [s @ r.T for s, r in zip(states, reps)]
+    assert torch.allclose(torch.cat(states, -1) @ raw.fold(reps, part).T, raw(per, part, True))
+
+
+def test_gate_weights_per_bucket_are_item_means():
+    from padcore.analysis import gate_weights
+    
+    cfg = TrainConfig(dim=8, dropout=0.0)
+    buckets = torch.tensor([0, 1, 1, 2, 3, 3, 3])
+    model = pad_model(("id", "llm"), cfg, 6, torch.randn(7, 4), FrequencyGate(2, 8, buckets, 4))
+    torch.nn.init.normal_(model.fusion.mlp[-1].weight)
+    w = model.expert_weights().detach().numpy()[1:]
+    got = gate_weights(model, "paper", buckets.numpy()[1:], 4)
+    assert got["items"] == [2, 1, 3, 0]
+    assert np.allclose(got["weights"][0], w[:2].mean(0)) and np.allclose(got["weights"][2], w[3:].mean(0))
+    assert np.isnan(got["weights"][3]).all()  # an empty bucket
+    single = PadModel({"id": build_expert("id", cfg, 6, 5, None)})
+    assert gate_weights(single, "bucket", buckets.numpy()[1:], 4) is None
+    assert BucketGate(2, buckets, 3).bucket_weights().shape == (4, 2)

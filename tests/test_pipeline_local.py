@@ -90,7 +90,7 @@ def test_artifacts_are_consistent(local_run):
         config = json.loads((out[key] / "metrics.json").read_text())["config"]
         assert config["dim"] == 16 and config["backbone"] == "sasrec" and config["loss"] == "bce"
     assert json.loads((out["model"] / "meta.json").read_text())["parents"] == {
-        "id_model": str(out["id_model"]), "align_model": str(out["align_model"])}
+        "pretrain": str(out["id_model"]), "align": str(out["align_model"])}
     analysis = json.loads((out["analysis"] / "meta.json").read_text())
     assert analysis["kind"] == "analysis" and analysis["dataset_id"] == ds.dataset_id
 

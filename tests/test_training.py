@@ -1,4 +1,4 @@
-"""The three phases end to end on small synthetic data: artifacts, resume, and the mechanism."""
+"""The PAD phases and the training loop end to end on small synthetic data: artifacts, resume, the mechanism."""
 
 import json
 
@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from padcore import phases, trainer
+from padcore import trainer, training as phases
 from padcore.checkpoint import item_tables
-from padcore.config import PHASE_LR
+from padcore.models.pad import ALIGN
 from padcore.dataset import load_dataset
 from padcore.errors import PadError
 from padcore.text import EMBEDDINGS, FORMAT
 from clustered import clustered_world
+from conftest import id_model
 
 FAST = dict(dim=16, epochs=15, patience=5, batch_size=32, lr=3e-3, threads=1, seed=0)
 
@@ -68,7 +69,7 @@ def test_artifacts_and_metrics_schema(trained):
     # later phases inherit the earlier phase's options, except the rate: each phase has its own default
     assert metrics(trained / "m3")["config"]["dim"] == 16
     assert metrics(trained / "m1")["config"]["lr"] == FAST["lr"]
-    assert metrics(trained / "m2")["config"]["lr"] == metrics(trained / "m3")["config"]["lr"] == PHASE_LR["align"]
+    assert metrics(trained / "m2")["config"]["lr"] == metrics(trained / "m3")["config"]["lr"] == ALIGN.defaults["lr"]
     tables = item_tables(trained / "m3", np.load(trained / "text" / EMBEDDINGS))
     assert set(tables) == {"id.id", "align.id", "align.text", "llm.text"}
     assert all(t.shape == (tables["id.id"].shape[0], 16) for t in tables.values())
@@ -132,9 +133,10 @@ def test_every_backbone_and_loss_runs_the_three_phases(world, tmp_path, backbone
     phases.pretrain(world / "dataset", tmp_path / "m1", **opts)
     phases.align(world / "dataset", world / "text", tmp_path / "m1", tmp_path / "m2", kernel="laplacian")
     m = phases.finetune(world / "dataset", world / "text", tmp_path / "m1", tmp_path / "m2", tmp_path / "m3",
-                        experts=("id", "llm"), gate=False)
+                        experts=("id", "llm"), fusion="global")
     assert m["config"]["backbone"] == backbone and m["config"]["loss"] == loss
-    assert 0 <= m["test"]["hr@10"] <= 100 and m["epochs"] == 1
+    assert 0 <= m["test"]["hr@10"] <= 100
+    assert m["epochs"] == 2 and len(m["fusion"]["best_epochs"]) == 2  # one epoch in each cross-fitting fold
 
 
 def test_length_batches_hold_every_row_once_and_save_padding():
@@ -152,14 +154,13 @@ def test_length_batches_hold_every_row_once_and_save_padding():
 def test_evaluation_in_length_chunks_matches_one_pass(world):
     from padcore.batches import split_tensors
     from padcore.config import TrainConfig
-    from padcore.experts import build_model
     from padcore.metrics import target_ranks
 
     ds = load_dataset(world / "dataset")
     data = split_tensors(ds, 8)
     cfg = TrainConfig(dim=16, eval_batch=7, max_len=8)
     torch.manual_seed(0)
-    model = build_model(("id",), cfg, ds.n_items, 8).eval()
+    model = id_model(cfg, ds.n_items, 8).eval()
     with torch.no_grad():
         scores = model.logits([model.states(data.test.inputs)[0][:, -1]])
     whole = target_ranks(scores, data.test.targets, data.test.history).numpy()
@@ -185,11 +186,10 @@ def test_rec_loss_holds_the_next_item_positions_only(backbone):
     """L_REC = the mean over each row's next-item positions, the row run alone with no padding;
     a row's first item (padding before it) is never a target, and trimming or adding padding columns changes nothing."""
     from padcore.config import TrainConfig
-    from padcore.experts import build_model
 
     cfg = TrainConfig(dim=8, loss="ce", backbone=backbone, dropout=0.0)
     torch.manual_seed(0)
-    model = build_model(("id",), cfg, 30, 8).eval()
+    model = id_model(cfg, 30, 8).eval()
     rows = [[3, 7, 1, 9, 4, 2], [5, 6], [8, 2, 11], [12, 13, 14, 15]]
     width = max(map(len, rows))
     batch = torch.tensor([[0] * (width - len(r)) + r for r in rows])
@@ -216,10 +216,27 @@ def test_a_training_split_without_next_item_positions_is_refused(tmp_path):
     from padcore.batches import split_tensors
     from padcore.config import TrainConfig
     from padcore.dataset import Protocol, build_dataset
-    from padcore.experts import build_model
 
     ds = build_dataset(_synthetic_raw(50, 20, lengths=(3, 3)), Protocol(min_len=3))  # one training item per user
-    cfg = TrainConfig(dim=8, lr=1e-3)
-    model = build_model(("id",), cfg, ds.n_items, 20)
     with pytest.raises(PadError, match="no next-item position"):
-        trainer.fit(model, split_tensors(ds, 20), cfg, tmp_path)
+        trainer.RecObjective(split_tensors(ds, 20))
+
+
+def test_the_learned_fusion_hands_cold_items_to_the_text_experts(trained, world, tmp_path):
+    """Only text places the cold targets of the clustered world: the fitted gate must move there, and the
+    untrained (equal) fusion, which does not, must fail the same check."""
+
+    def text_share(folder) -> np.ndarray:  # per bucket, the weight of the experts that read text
+        from padcore.analysis import gate_weights
+        from padcore.checkpoint import load_model
+
+        ds = load_dataset(world / "dataset")
+        model = load_model(folder, np.load(world / "text" / EMBEDDINGS))
+        w = np.array(gate_weights(model, "", ds.item_column("bucket")[1:], 4)["weights"])
+        return w[:, 1] + w[:, 2]  # alignment + LLM experts
+
+    learned = text_share(trained / "m3")
+    assert learned[-1] > 0.75 and learned[-1] > learned[0] + 0.05, learned
+    assert metrics(trained / "m3")["best_epoch"] >= 1
+    phases.finetune(world / "dataset", world / "text", trained / "m1", trained / "m2", tmp_path / "equal", fusion="equal")
+    assert not text_share(tmp_path / "equal")[-1] > 0.75  # 2/3: the check fails for a gate that does not learn

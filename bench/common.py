@@ -1,0 +1,90 @@
+"""What the benchmarks share: the two datasets, resumable runs, and writing bench/RESULTS.md sections."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from padcore import steps
+from padcore.artifacts import write_json
+from padcore.download import data_home
+
+ROOT = Path(__file__).resolve().parent
+SOURCES = {"prime_pantry": "prime_pantry", "amazon_scientific": "files:{home}/amazon_scientific"}
+TITLES = {"prime_pantry": "Prime Pantry", "amazon_scientific": "Amazon Scientific"}
+GROUPS = ("warm", "median", "cold")
+
+
+def prepare(work: Path, name: str) -> tuple[Path, Path]:
+    """The dataset and MiniLM text artifacts of a benchmark dataset (made once)."""
+    dataset, text = work / name / "dataset", work / name / "text"
+    if not (dataset / "meta.json").is_file():
+        steps.preprocess(SOURCES[name].format(home=data_home()), dataset)
+    if not (text / "meta.json").is_file():
+        steps.embed(dataset, text, encoder="minilm")
+    return dataset, text
+
+
+def trained(folder: Path, train: Callable[[Path], object]) -> dict:
+    """metrics.json of a model artifact, trained first if it is not finished (several processes may share work)."""
+    if not (folder / "metrics.json").is_file():
+        train(folder)
+    return json.loads((folder / "metrics.json").read_text())
+
+
+def cached(path: Path, compute: Callable[[], dict]) -> dict:
+    """The JSON at `path`, computed and written (atomically) if missing."""
+    if not path.is_file():
+        write_json(path, compute())
+    return json.loads(path.read_text())
+
+
+def cells(m: dict) -> dict[str, float]:
+    """Test HR@10 and nDCG@10, overall and per warm / median / cold group, of a metrics.json."""
+    t = m["test"]
+    out = {"hr@10": t["hr@10"], "ndcg@10": t["ndcg@10"]}
+    out.update({f"{g} {k}": t["groups"][g][k] for g in GROUPS for k in ("hr@10", "ndcg@10")})
+    return out
+
+
+def mean_std(values: list[float]) -> str:
+    return f"{np.mean(values):.2f} ± {np.std(values):.2f}"
+
+
+def machine() -> str:
+    try:
+        cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        model = next(line.split(":", 1)[1].strip() for line in cpu.splitlines() if line.startswith("Model name"))
+    except (OSError, StopIteration):
+        model = platform.processor() or "unknown CPU"
+    return f"{model}, {os.cpu_count()} cores, torch CPU"
+
+
+def write_section(path: Path, heading: str, body: str) -> None:
+    """Replace (or append) the section that starts with `heading` in a Markdown file."""
+    old = path.read_text() if path.is_file() else "# Benchmark results\n"
+    start = old.find(heading + "\n")
+    if start < 0:
+        new = old.rstrip("\n") + "\n\n" + body
+    else:
+        end = old.find("\n## ", start + len(heading))
+        new = old[:start] + body + ("\n" + old[end + 1 :] if end >= 0 else "")
+    path.write_text(new)
+
+
+def parse_set(items: list[str]) -> dict:
+    """KEY=VALUE options (values as JSON where they parse)."""
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out

@@ -1,0 +1,196 @@
+"""PAD: Pre-train, Align, and Disentangle (the paper's Sec. 3), and SMEM, its no-alignment twin.
+
+- pretrain: the ID model (`padcore.models.idonly`).
+- align: the alignment expert — its own copy of the phase-1 ID table and backbone
+  (trainable) plus an MLP over the frozen text; an item is `id + MLP(text)`;
+  L_REC + gamma * MK-MMD^2(MLP(text), id) over the batch's distinct items.
+- finetune ("disentangle"): the ID expert (phase-1 weights), the alignment expert
+  (phase-2 weights) and an LLM expert (text only: MLP + backbone, started from the
+  alignment expert's), fused per candidate item by its frequency bucket
+  (padcore/fusion.py). How the fusion learns is `fusion`:
+  - `bucket` (default): the experts are kept as trained; per-bucket weights over
+    their logits (and a temperature per expert) are fitted with full-softmax
+    cross-entropy on interactions no expert trained on — the validation targets of
+    a random half of the users — with the epoch chosen by nDCG@10 on the other
+    half's, then the other way round, the two fits averaged;
+  - `calibrated`: the same over calibrated scores (each expert's log-probabilities
+    over the whole catalogue);
+  - `global`: the same with one weight vector for every item (no gate, Sec. 4.7);
+  - `paper`: the paper's recipe — eq. 11's gate over raw logits, trained jointly
+    with all experts on the training targets with L_REC;
+  - `equal`: no training, the equal-weight average of the experts' raw logits
+    (the `paper` recipe's starting point).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import shutil
+
+import torch
+import torch.nn.functional as F
+
+from padcore.batches import EvalSplit
+from padcore.config import TrainConfig
+from padcore.experts import PadModel, build_expert
+from padcore.fusion import BucketGate, FrequencyGate
+from padcore.losses import alignment_loss
+from padcore.models.idonly import PRETRAIN
+from padcore.models.spec import ModelSpec, Stage, StageContext, copy_weights, register
+from padcore.trainer import ExtraLoss, FitResult, Objective, RecObjective, fit
+
+
+# ---------------------------------------------------------------- phase 2
+
+
+def build_align(ctx: StageContext) -> PadModel:
+    return PadModel({"align": build_expert("align", ctx.cfg, ctx.shape.n_items, ctx.shape.max_len, ctx.text)})
+
+
+def init_align(model: PadModel, ctx: StageContext) -> None:
+    id_weights = ctx.parents["pretrain"]
+    copy_weights(model, "experts.align.tower.ids.", id_weights, "experts.id.tower.")
+    copy_weights(model, "experts.align.backbone.", id_weights, "experts.id.backbone.")
+    if ctx.cfg.align_mode == "frozen":
+        model.experts["align"].tower.ids.emb.weight.requires_grad_(False)
+
+
+def alignment_extra(ctx: StageContext) -> ExtraLoss:
+    """gamma * alignment loss over (up to mmd_items of) the distinct real items of a batch."""
+    cfg = ctx.cfg
+
+    def extra(model: PadModel, rows: torch.Tensor, batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        tower = model.experts["align"].tower
+        items = batch.unique()
+        items = items[items > 0]
+        if len(items) > cfg.mmd_items:
+            items = items[torch.randperm(len(items), generator=gen, device=items.device)[: cfg.mmd_items]]
+        return cfg.gamma * alignment_loss(tower.text(items), tower.ids(items), cfg)
+
+    return extra
+
+
+def anchoring(cfg: TrainConfig) -> float:
+    """L_REC's weight in phase 2: none for non-anchored alignment (MMD only)."""
+    return 0.0 if cfg.align_mode == "non-anchored" else 1.0
+
+
+# Phase 2 starts from trained weights, where a lower rate keeps what phase 1 learned (Prime Pantry, BCE,
+# phase 2 from one phase-1 model, 60 epochs: best valid nDCG@10 2.78 at 2e-3, early-stopped at epoch 26 by
+# its noise, against 2.91 at 1e-3; 5e-3 gave 2.84, stopped at 45).
+ALIGN = Stage("align", build_align, title="alignment expert", needs=("pretrain",), init=init_align, defaults={"lr": 1e-3},
+              extra=alignment_extra, rec_weight=anchoring)
+
+
+# ---------------------------------------------------------------- phase 3
+
+
+def build_triple(ctx: StageContext) -> PadModel:
+    cfg, shape = ctx.cfg, ctx.shape
+    experts = {k: build_expert(k, cfg, shape.n_items, shape.max_len, ctx.text) for k in cfg.experts}
+    if len(experts) == 1:
+        return PadModel(experts)
+    if cfg.fusion == "paper":
+        return PadModel(experts, FrequencyGate(len(experts), cfg.dim, ctx.buckets, shape.n_buckets))
+    if cfg.fusion == "global":  # every item in one bucket: one weight vector
+        return PadModel(experts, BucketGate(len(experts), torch.zeros_like(ctx.buckets), 0))
+    return PadModel(experts, BucketGate(len(experts), ctx.buckets, shape.n_buckets, raw=cfg.fusion != "calibrated"))
+
+
+def init_triple(model: PadModel, ctx: StageContext) -> None:
+    id_weights, align_weights = ctx.parents["pretrain"], ctx.parents["align"]
+    if "id" in model.experts:
+        copy_weights(model, "experts.id.", id_weights, "experts.id.")
+    if "align" in model.experts:
+        copy_weights(model, "experts.align.", align_weights, "experts.align.")
+    if "llm" in model.experts and ctx.cfg.llm_init == "align":
+        # a text-only expert that already speaks the collaborative space
+        copy_weights(model, "experts.llm.tower.", align_weights, "experts.align.tower.text.")
+        copy_weights(model, "experts.llm.backbone.", align_weights, "experts.align.backbone.")
+
+
+class HeldOutObjective(Objective):
+    """Full-softmax cross-entropy of the fused scores on held-out targets; the experts stay as they are.
+
+    A row is a user's validation input and target; the items before the target are
+    excluded from the softmax as evaluation excludes them from the ranking, and a
+    target that is one of them (a repeat, never a hit) is left out.
+    """
+
+    def __init__(self, model: PadModel, split: EvalSplit):
+        self.rows = torch.cat([split.inputs, split.targets[:, None]], 1)
+        self.history = split.history
+        self.frozen = tuple(model.experts.values())
+
+    def loss(self, model: PadModel, idx: torch.Tensor, batch: torch.Tensor, cfg: TrainConfig,
+             gen: torch.Generator) -> torch.Tensor | None:
+        inputs, targets = batch[:, :-1], batch[:, -1]
+        scores = model.scores(inputs).float()
+        seen = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, self.history[idx].to(scores.device), True)
+        seen[:, 0] = True
+        fresh = ~seen.gather(1, targets[:, None]).squeeze(1)
+        if not fresh.any():
+            return None
+        return F.cross_entropy(scores[fresh].masked_fill(seen[fresh], float("-inf")), targets[fresh])
+
+
+def _subset(split: EvalSplit, rows: torch.Tensor) -> EvalSplit:
+    return EvalSplit(split.inputs[rows], split.targets[rows], split.history[rows])
+
+
+def train_fusion(model: PadModel, ctx: StageContext, work, log) -> FitResult:
+    """Phase 3: fit the fusion as `fusion` says (see the module docstring).
+
+    A held-out fusion is cross-fitted: the validation users are split in two halves;
+    the fusion is fitted on one half's targets with its epoch chosen on the other's,
+    then the other way round, and the two fits' parameters are averaged — every
+    validation user helps fit and choose, and neither choice rests on half the noise.
+    """
+    cfg, data = ctx.cfg, ctx.data
+    if cfg.fusion == "paper":
+        return fit(model, RecObjective(data), data.valid, cfg, work, log)
+    if cfg.fusion == "equal" or len(model.experts) == 1:  # nothing to fit: the experts stay as they were trained
+        return FitResult(0, 0, [], 0.0)
+    users = torch.randperm(len(data.valid.targets), generator=torch.Generator().manual_seed(cfg.seed))
+    halves = users[: len(users) // 2].sort().values, users[len(users) // 2 :].sort().values
+    fusion, start = model.fusion, copy.deepcopy(model.fusion.state_dict())
+    fits, results = [], []
+    for fold, (fit_rows, select_rows) in enumerate((halves, halves[::-1])):
+        log(f" fold {fold + 1}/2: fitting the {cfg.fusion} fusion on the validation targets of {len(fit_rows):,} "
+            f"users, choosing its epoch on the other {len(select_rows):,}")
+        fusion.load_state_dict(start)
+        folder = work / f"fold{fold + 1}"
+        folder.mkdir(exist_ok=True)
+        results.append(fit(model, HeldOutObjective(model, _subset(data.valid, fit_rows)),
+                           _subset(data.valid, select_rows), dataclasses.replace(cfg, lr=cfg.fusion_lr), folder, log))
+        fits.append({k: v.detach().clone() for k, v in fusion.state_dict().items()})
+    fusion.load_state_dict({k: (fits[0][k] + fits[1][k]) / 2 if v.is_floating_point() else v
+                            for k, v in fits[0].items()})
+    for fold in (1, 2):  # their checkpoints are not part of the artifact
+        shutil.rmtree(work / f"fold{fold}")
+    with torch.no_grad():
+        weights = fusion.item_weights(fusion.bucket_weights(), 0)  # per bucket: each expert's share of the score
+    result = FitResult(min(r.best_epoch for r in results), sum(r.epochs for r in results),
+                       [dict(h, fold=k + 1) for k, r in enumerate(results) for h in r.history],
+                       sum(r.seconds_per_epoch * r.epochs for r in results) / max(sum(r.epochs for r in results), 1))
+    result.info["fusion"] = {
+        "kind": cfg.fusion, "experts": list(model.experts), "best_epochs": [r.best_epoch for r in results],
+        "weights": [[round(float(w), 4) for w in row] for row in weights],  # row b = bucket b (row 0 = padding)
+        "temperatures": [round(float(t), 4) for t in fusion.log_temperature.detach().exp()],
+    }
+    return result
+
+
+FINETUNE = Stage("finetune", build_triple, needs=("pretrain", "align"), init=init_triple,
+                 defaults={"lr": 1e-3}, train=train_fusion)
+
+register(ModelSpec(
+    name="pad", title="PAD", summary="pre-train, align (L_REC + MK-MMD), disentangle (three experts, "
+    "frequency-aware fusion)", stages=(PRETRAIN, ALIGN, FINETUNE),
+))
+
+register(ModelSpec(
+    name="smem", title="SMEM", summary="PAD without alignment: shared (ID + text) and modality-specific experts",
+    stages=(PRETRAIN, dataclasses.replace(ALIGN, extra=None), FINETUNE),
+))

@@ -1,0 +1,179 @@
+"""Every registered model trains, saves and reloads; each baseline's distinctive part does what its paper says."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from clustered import clustered_world
+from padcore import training
+from padcore.checkpoint import load_model, load_weights
+from padcore.dataset import load_dataset
+from padcore.errors import PadError
+from padcore.registry import BACKBONES, MODELS, REC_LOSSES
+from padcore.text import EMBEDDINGS
+from test_training import write_text
+
+TINY = dict(dim=8, epochs=2, patience=2, batch_size=64, threads=1, text_hidden=16)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("registry")
+    dataset, table = clustered_world(root / "dataset", n_users=240)
+    write_text(root / "text", table, dataset)
+    training.pretrain(root / "dataset", root / "m1", **TINY)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(world):
+    """Every registered model, trained with tiny settings (its first stage from scratch)."""
+    out = {}
+    for name in MODELS:
+        folder = world / f"model-{name}"
+        training.train(name, world / "dataset", world / "text", folder, **TINY)
+        out[name] = folder
+    return out
+
+
+def table(world) -> np.ndarray:
+    return np.load(world / "text" / EMBEDDINGS)
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_each_model_trains_saves_and_reloads(world, trained, name):
+    folder = trained[name]
+    spec = MODELS[name]
+    meta = json.loads((folder / "meta.json").read_text())
+    assert (meta["model"], meta["phase"]) == (name, spec.stages[-1].name)
+    for stage in spec.stages[:-1]:  # earlier stages are kept, whole, inside the artifact
+        assert json.loads((folder / "stages" / stage.name / "meta.json").read_text())["phase"] == stage.name
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert 0 <= metrics["test"]["hr@10"] <= 100 and metrics["config"]["dim"] == 8
+    model = load_model(folder, table(world) if spec.stages[-1].text else None)
+    seq = torch.tensor([[0, 0, 3, 5, 7]])
+    with torch.no_grad():
+        scores = model.scores(seq)
+    assert scores.shape == (1, load_dataset(world / "dataset").n_items + 1) and torch.isfinite(scores).all()
+
+
+def test_registries_refuse_unknown_names(world, tmp_path):
+    for registry in (MODELS, BACKBONES, REC_LOSSES):
+        with pytest.raises(PadError, match=f"unknown {registry.kind} 'nope'; known: "):
+            registry["nope"]
+    with pytest.raises(PadError, match="unknown model 'bert4rec'"):
+        training.train("bert4rec", world / "dataset", world / "text", tmp_path / "x")
+    with pytest.raises(PadError, match="needs a text artifact"):
+        training.train("morec", world / "dataset", None, tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_given_stage_is_not_trained_again(world, tmp_path, capsys):
+    training.train("hybrid", world / "dataset", world / "text", tmp_path / "h", parents={"pretrain": world / "m1"},
+                   **TINY)
+    assert "[hybrid:pretrain]" not in capsys.readouterr().out
+    assert not (tmp_path / "h" / "stages").exists()
+    assert json.loads((tmp_path / "h" / "meta.json").read_text())["parents"] == {"pretrain": str(world / "m1")}
+
+
+def test_morec_has_no_id_table(trained):
+    assert not any("emb" in k for k in load_weights(trained["morec"]))
+
+
+def test_hybrid_concatenates_a_frozen_phase1_id_table_with_text(world, trained):
+    model = load_model(trained["hybrid"], table(world))
+    tower = model.experts["hybrid"].tower
+    assert tower.project[1].in_features == 8 + 8  # d_id + d_text
+    phase1 = load_weights(trained["hybrid"] / "stages" / "pretrain")["experts.id.tower.emb.weight"]
+    assert torch.equal(tower.ids.emb.weight, phase1)  # frozen (freeze_id) through training
+
+
+def test_ctrl_stage1_is_symmetric_infonce_and_stage2_keeps_only_ids(world, trained):
+    from padcore.models.ctrl import symmetric_infonce
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(6, 4)), rng.normal(size=(6, 4))
+
+    def one_way(a, b, t):  # reference: -mean_i log softmax_j(cos(a_i, b_j) / t)[i]
+        a = a / np.linalg.norm(a, axis=1, keepdims=True)
+        b = b / np.linalg.norm(b, axis=1, keepdims=True)
+        logits = a @ b.T / t
+        logits -= logits.max(1, keepdims=True)
+        return -np.mean(np.diag(logits) - np.log(np.exp(logits).sum(1)))
+
+    want = (one_way(x, y, 0.1) + one_way(y, x, 0.1)) / 2
+    got = symmetric_infonce(torch.tensor(x), torch.tensor(y), 0.1)
+    assert float(got) == pytest.approx(want, rel=1e-9)
+    stage1 = load_weights(trained["ctrl"] / "stages" / "contrast")
+    assert any(k.startswith("aux.text_head") for k in stage1)
+    final = load_model(trained["ctrl"])  # no text: the fine-tuned CTRL is an ID model
+    assert list(final.experts) == ["id"] and not any(k.startswith("aux") for k in final.state_dict())
+
+
+def test_make_fuses_a_morec_pretrained_llm_expert_with_an_id_expert(world, trained):
+    model = load_model(trained["make"], table(world))
+    assert list(model.experts) == ["id", "llm"]
+    assert json.loads((trained["make"] / "stages" / "morec" / "meta.json").read_text())["model"] == "make"
+
+
+def test_disco_club_bound_and_prefix_means_match_references():
+    from padcore.models.disco import Club, prefix_means
+
+    torch.manual_seed(0)
+    club = Club(4)
+    x, y = torch.randn(5, 4), torch.randn(5, 4)
+    mu, logvar = club.mu(x).detach().numpy(), club.logvar(x).detach().numpy()
+    log_q = np.array([[-0.5 * np.sum((mu[i] - y[j].numpy()) ** 2 / np.exp(logvar[i]) + logvar[i]) for j in range(5)]
+                      for i in range(5)])
+    assert float(club.bound(x, y)) == pytest.approx(np.mean(np.diag(log_q)) - np.mean(log_q), rel=1e-5)
+    bound = club.bound(x.requires_grad_(), y)
+    bound.backward()
+    assert x.grad is not None and all(p.grad is None for p in club.parameters())  # the estimator is held fixed
+    chunk = torch.randn(2, 4, 3)
+    mask = torch.tensor([[False, True, True, True], [False, False, False, True]])
+    got = prefix_means(chunk, mask)
+    assert torch.allclose(got[0, 2], chunk[0, 1:3].mean(0)) and torch.allclose(got[1, 3], chunk[1, 3])
+    assert torch.equal(got[1, 0], torch.zeros(3))
+
+
+def test_smem_aligns_without_mmd(world, trained):
+    from padcore.models.pad import ALIGN
+
+    assert MODELS["smem"].stage("align").extra is None and ALIGN.extra is not None
+    assert json.loads((trained["smem"] / "stages" / "align" / "meta.json").read_text())["model"] == "smem"
+
+
+def test_llmesr_views_pca_neighbours_and_causality(world, trained):
+    from padcore.batches import split_tensors
+    from padcore.experts import TextTable
+    from padcore.models.llmesr import similar_users, text_pca
+
+    text = torch.tensor(table(world))
+    pca = text_pca(text, 4).numpy()
+    x = text[1:].numpy() - text[1:].numpy().mean(0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    ref = x @ vt[:4].T
+    cos = np.abs(np.sum(pca[1:] * ref, 0)) / (np.linalg.norm(pca[1:], axis=0) * np.linalg.norm(ref, axis=0))
+    assert np.allclose(cos, 1, atol=1e-4) and not pca[0].any()  # the same axes, up to sign and scale
+
+    data = split_tensors(load_dataset(world / "dataset"), 10)
+    got = similar_users(data, TextTable(text), 3, chunk=50)
+    rows = data.train.numpy()
+    vec = np.stack([text.numpy()[r[r > 0]].mean(0) for r in rows])
+    vec /= np.linalg.norm(vec, axis=1, keepdims=True)
+    sim = vec @ vec.T
+    np.fill_diagonal(sim, -np.inf)
+    best = np.sort(sim, 1)[:, -3:]
+    assert np.allclose(np.sort(np.take_along_axis(sim, got.numpy(), 1), 1), best, atol=1e-5)
+
+    model = load_model(trained["llmesr"], table(world))
+    assert model.experts["id"].backbone is model.experts["sem"].backbone  # one shared encoder
+    seq = torch.tensor([[0, 2, 4, 6, 8]])
+    later = torch.tensor([[0, 2, 4, 9, 11]])
+    with torch.no_grad():
+        a, b = model.states(seq), model.states(later)
+    assert all(torch.allclose(x[:, :3], y[:, :3], atol=1e-6) for x, y in zip(a, b))  # no position sees the future
