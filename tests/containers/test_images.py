@@ -41,7 +41,6 @@ PARAMS = {  # as tests/test_pipeline_local.py: every step, the embedding fan-out
     "train_options": {"dim": 16, "layers": 1, "patience": 1, "batch_size": 64},
     "analyze_options": {"min_pairs": 5},
 }
-TASKS = 8  # preprocess, 2 x embed, embed-merge, pretrain, align, finetune, analyze
 TIMINGS = {"wall_seconds", "seconds", "seconds_per_epoch", "items_per_second"}
 
 
@@ -230,9 +229,10 @@ def runs(tmp_path_factory) -> Runs:
 
 
 def test_every_step_ran_in_its_container(runs, image):
+    tasks = len(list(runs.subprocess_dir.rglob("executor_output.json")))  # what the subprocess run ran
     steps = runs.docker.steps
-    assert len(steps) == TASKS and all(status == "SUCCESS" for _, _, status in steps)
-    assert runs.docker_log.count(f" of image {image}") == TASKS
+    assert len(steps) == tasks >= 8 and all(status == "SUCCESS" for _, _, status in steps)
+    assert runs.docker_log.count(f" of image {image}") == tasks
 
 
 def test_containers_make_the_same_artifacts_and_metrics(runs):
