@@ -46,7 +46,7 @@ IGNORE = ROOT / "docker" / ".dockerignore"
 BUILD_INPUTS = ".pad-build"  # context folder of the build-only inputs; the Dockerfile copies it to /tmp/pad-build
 WHEELS_PIP = "--no-index --find-links /tmp/pad-build/wheels"  # torch from --torch-wheels, offline
 TORCH_PIP_ARGS = ("CPU_TORCH_PIP", "CUDA_TORCH_PIP")
-# Docker's predefined proxy arguments: usable without an ARG, and kept out of the image history.
+# Docker's predefined proxy arguments: usable without an ARG (Docker also keeps them out of `docker history`).
 PROXY_ARGS = {spelling for name in ("HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY")
               for spelling in (name, name.lower())}
 

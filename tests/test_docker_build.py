@@ -56,6 +56,7 @@ def test_images_take_nothing_from_the_build_stages_but_the_venv():
     stages = dict(re.findall(r"^FROM \S+ AS ([\w-]+)\n(.*?)(?=^FROM |\Z)", (ROOT / "docker" / "Dockerfile").read_text(),
                              re.M | re.S))
     assert {name for name, body in stages.items() if "pad-build" in body} == {"build"}
+    assert f"COPY {build.BUILD_INPUTS}/ /tmp/pad-build/" in stages["build"] and "/tmp/pad-build/wheels" in build.WHEELS_PIP
     for target in build.TARGETS:
         assert re.findall(r"^COPY .*$", stages[target], re.M) == [f"COPY --from={target}-venv /opt/venv /opt/venv"]
 
