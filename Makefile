@@ -3,7 +3,7 @@
 #   make compile   write the KFP package pad.yaml (PLACEMENT= another placement file)
 #   make build     build the images, push them (REGISTRY=...) or load them into kind (KIND=pad), record their tags
 #   make run       the whole pipeline locally with kfp.local (ARGS="--source files:/data/shop")
-#   make test      the test suite, then the llm2vec tests in their own environment
+#   make test      the test suite, then the llm2vec and the serving tests in their own environments
 #   make test-containers   build the cpu image on podman and run the pipeline in it (root, Debian)
 PYTHON ?= python
 PLACEMENT ?= pipelines/placement.yaml
@@ -28,6 +28,7 @@ run:
 test:
 	$(PYTHON) -m pytest -q
 	bash tests/llm2vec/run.sh
+	bash tests/serve/run.sh
 
 test-containers:
 	bash tests/containers/run.sh

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import platform
@@ -32,9 +33,17 @@ def prepare(work: Path, name: str) -> tuple[Path, Path]:
 
 
 def trained(folder: Path, train: Callable[[Path], object]) -> dict:
-    """metrics.json of a model artifact, trained first if it is not finished (several processes may share work)."""
+    """metrics.json of a model artifact, trained first if it is not finished.
+
+    Several benchmark processes may share a work folder: a lock beside the artifact
+    makes one train it while the others wait and then read it.
+    """
     if not (folder / "metrics.json").is_file():
-        train(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with open(folder.parent / f".{folder.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (folder / "metrics.json").is_file():
+                train(folder)
     return json.loads((folder / "metrics.json").read_text())
 
 

@@ -31,6 +31,7 @@ from scipy import stats
 from common import GROUPS, ROOT, SOURCES, TITLES, cells, machine, mean_std, parse_set, prepare, trained
 from padcore import steps
 from padcore.backbones import TITLES as BACKBONE_TITLES
+from padcore.registry import MODELS
 
 BASELINES = ("hybrid", "morec", "ctrl", "make", "disco", "smem", "llmesr")
 TITLE = {"id": "SASRec", "hybrid": "Hybrid", "morec": "MoRec", "ctrl": "CTRL", "make": "MAKE", "disco": "DisCo",
@@ -89,9 +90,10 @@ class Runs:
         if name == "pad":
             return self.pad(loss, seed)
         out = self.folder(loss, seed, name)
-        phase1 = self.pretrain(loss, seed)
-        trained(out, lambda o: steps.train(name, self.dataset, self.text, o, reuse={"pretrain": phase1}, seed=seed,
-                                           loss=loss, **self.options))
+        starts_from_ids = "pretrain" in (s.name for s in MODELS[name].stages)
+        reuse = {"pretrain": self.pretrain(loss, seed)} if starts_from_ids else {}
+        trained(out, lambda o: steps.train(name, self.dataset, self.text, o, reuse=reuse, seed=seed, loss=loss,
+                                           **self.options))
         return out
 
 

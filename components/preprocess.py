@@ -17,8 +17,15 @@ def preprocess(
     min_len: int = 5,
     buckets: int = 10,
     embed_shards: int = 1,
+    as_of: str = "",
+    scheduled_time: str = "",
 ) -> List[str]:
-    """Apply the paper's protocol to `source`; return the shard names the embedding fans out over."""
+    """Apply the paper's protocol to `source`; return the shard names the embedding fans out over.
+
+    Args:
+        as_of: keep the interactions up to this time (ISO 8601), and for `files:` the partitions up to its date.
+        scheduled_time: the run's scheduled time (a recurring run's placeholder); the bound when `as_of` is "".
+    """
     from components.base import shard_specs
     from components.reports import log_metrics, write_text
     from padcore.dataset import load_dataset
@@ -26,8 +33,9 @@ def preprocess(
     from padcore.steps import preprocess as step
 
     shards = shard_specs(embed_shards)
-    meta = step(source, dataset.path, max_len=max_len, min_len=min_len, buckets=buckets)
+    meta = step(source, dataset.path, max_len=max_len, min_len=min_len, buckets=buckets, as_of=as_of or scheduled_time)
     dataset.metadata.update({k: meta[k] for k in ("source", "dataset_id", "item_hash", "n_users", "n_items")})
+    dataset.metadata["as_of"] = meta.get("as_of") or ""
     log_metrics(metrics, {k: meta[k] for k in ("n_users", "n_items", "n_interactions")})
     write_text(summary, f"### Dataset `{meta['source']}`\n\n```\n{dataset_summary(load_dataset(dataset.path))}\n```\n")
     return shards

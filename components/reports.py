@@ -166,3 +166,21 @@ def publish_analysis(folder: str, result: dict, metrics, report, plots) -> None:
     log_metrics(metrics, {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
     write_text(report, (folder / "report.md").read_text())
     write_text(plots, (folder / "report.html").read_text())
+
+
+def compare_markdown(result: dict) -> str:
+    """The champion/challenger table and the decision (a `padcore.compare.compare` result)."""
+    rows = [("New model", result["challenger"])]
+    if result["champion"]:
+        rows.insert(0, (f"Champion `{result['champion_version']}`", result["champion"]))
+    head = ["Model", *(LABELS[m] for m in METRICS), *(f"{g} {LABELS[m]}" for g in GROUPS for m in METRICS)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, m in rows:
+        cells = [name, *(f"{m[k]:.4f}" for k in METRICS), *(f"{m['groups'][g][k]:.4f}" for g in GROUPS for k in METRICS)]
+        lines.append("| " + " | ".join(cells) + " |")
+    verdict = "**publish**" if result["publish"] else "**keep the champion**"
+    notes = [f"Decision: {verdict} — {result['reason']}."]
+    if result["champion"]:
+        notes.append(f"The champion knows {result['champion_items_known']:,} of the new items; "
+                     f"{result['test_targets_new_to_champion']:,} test targets are items it never saw (never its hits).")
+    return "\n".join(["### Champion vs new model (test split, full ranking, %)", "", *lines, "", *notes]) + "\n"

@@ -4,6 +4,7 @@
     python docker/build.py --registry pad.local --kind-load pad       # build, load into the kind cluster
     python docker/build.py --registry pad.local --no-push --targets cpu \\
         --build-arg BASE=my.mirror/python:3.11-slim --torch-wheels wheels/ --ca-bundle proxy-ca.pem
+    python docker/build.py --registry ghcr.io/me --targets serve      # the KServe predictor's image
     python docker/build.py --registry ghcr.io/me --dry-run            # only print the references
 
 Any Docker-API engine does: Docker, or podman's API service with DOCKER_HOST
@@ -40,7 +41,9 @@ from padcore.errors import PadError  # noqa: E402
 from pipelines.containers import engine  # noqa: E402
 from pipelines.placement import DEFAULT_PATH, set_images  # noqa: E402
 
-TARGETS = ("cpu", "gpu", "llm2vec")  # build targets of docker/Dockerfile = keys of the placement's `images:`
+TARGETS = ("cpu", "gpu", "llm2vec")  # the pipeline's images: build targets = keys of the placement's `images:`
+SERVE = "serve"  # the KServe predictor's image (k8s/serving/inferenceservice.yaml): not a pipeline step
+ALL_TARGETS = (*TARGETS, SERVE)
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 IGNORE = ROOT / "docker" / ".dockerignore"
 BUILD_INPUTS = ".pad-build"  # context folder of the build-only inputs; the Dockerfile copies it to /tmp/pad-build
@@ -190,7 +193,8 @@ def kind_load(ref: str, cluster: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--registry", required=True, help="image repository prefix, e.g. ghcr.io/me or pad.local")
-    parser.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS), help="images to build")
+    parser.add_argument("--targets", nargs="+", choices=ALL_TARGETS, default=list(TARGETS),
+                        help=f"images to build (default the pipeline's: {' '.join(TARGETS)})")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--kind-load", metavar="CLUSTER", help="load into this kind cluster instead of pushing")
     where.add_argument("--no-push", action="store_true", help="build only")
@@ -223,8 +227,12 @@ def main(argv: list[str] | None = None) -> int:
                     kind_load(ref, args.kind_load)
                 elif not args.no_push:
                     push(client, ref)
-        set_images(args.placement, refs)
-        print(f"wrote the image references into {args.placement}")
+        placed = {t: r for t, r in refs.items() if t in TARGETS}
+        if placed:
+            set_images(args.placement, placed)
+            print(f"wrote the image references into {args.placement}")
+        if SERVE in refs:
+            print(f"serve image: {refs[SERVE]} (the predictor's image in k8s/serving/inferenceservice.yaml)")
     except (PadError, subprocess.CalledProcessError) as exc:
         print(f"build: error: {exc}", file=sys.stderr)
         return 2

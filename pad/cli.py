@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from padcore.config import ALIGN_MODES, TrainConfig
 from padcore.errors import PadError
@@ -16,7 +17,8 @@ from padcore.errors import PadError
 def _preprocess(args: argparse.Namespace) -> None:
     from padcore.steps import preprocess
 
-    preprocess(args.source, args.out, max_len=args.max_len, min_len=args.min_len, buckets=args.buckets)
+    preprocess(args.source, args.out, max_len=args.max_len, min_len=args.min_len, buckets=args.buckets,
+               as_of=args.as_of or "")
 
 
 def _embed(args: argparse.Namespace) -> None:
@@ -132,6 +134,82 @@ def _analyze(args: argparse.Namespace) -> None:
             extra_align=extra, **opts)
 
 
+def _recommend(args: argparse.Namespace) -> None:
+    from padcore.steps import recommend
+
+    recommend(args.model, args.out, dataset=args.dataset, text=args.text, sequences=args.sequences, k=args.k,
+              device=args.device, batch_users=args.batch_users)
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from padcore.steps import compare
+
+    compare(args.dataset, args.model, args.out, text=args.text, store=args.store, min_gain=args.min_gain,
+            force=args.force, device=args.device)
+
+
+def _publish(args: argparse.Namespace) -> None:
+    from padcore.steps import publish
+
+    published = publish(args.model, args.dataset, args.to, text=args.text, promote=not args.no_promote)
+    if not published.promoted and not args.no_promote:
+        raise PadError(published.message)
+
+
+def _models_list(args: argparse.Namespace) -> None:
+    from padcore.store import Store
+
+    store = Store(args.store)
+    champion = store.champion()
+    rows = [("", "version", "created", "source", "as_of", "items", "phase", "HR@10", "nDCG@10")]
+    for m in store.versions():
+        test = m["model"].get("test", {})
+        rows.append(("*" if m["version"] == champion else "", m["version"], m["created"], str(m["dataset"]["source"]),
+                     str(m["dataset"].get("as_of") or "-"), f"{m['items']['count']:,}", str(m["model"]["phase"]),
+                     f"{test.get('hr@10', float('nan')):.4f}", f"{test.get('ndcg@10', float('nan')):.4f}"))
+    if len(rows) == 1:
+        print(f"{store.uri}: no published version")
+        return
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    print(f"(* = champion; {len(rows) - 1} version(s) in {store.uri})")
+
+
+def _models_show(args: argparse.Namespace) -> None:
+    import json
+
+    from padcore.store import Store
+
+    store = Store(args.store)
+    version = args.version or store.champion()
+    if version is None:
+        raise PadError(f"{store.uri}: no champion yet; name a version")
+    print(json.dumps({**store.manifest(version), "champion": version == store.champion()}, indent=2))
+
+
+def _models_promote(args: argparse.Namespace) -> None:
+    from padcore.store import Store
+
+    store = Store(args.store)
+    store.open(args.version)  # refuse a version whose files do not match its manifest
+    store.promote(args.version)
+    print(f"{args.version} is the champion of {store.uri}")
+
+
+def _models_rollback(args: argparse.Namespace) -> None:
+    from padcore.store import Store
+
+    store = Store(args.store)
+    print(f"rolled back: {store.rollback()} is the champion of {store.uri}")
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from padcore.serving import serve
+
+    serve(args.store, args.port, host=args.host, name=args.name, poll=args.poll, device=args.device)
+
+
 def _run(args: argparse.Namespace) -> None:
     from pipelines.client import parse_params
     from pipelines.local import report, run_local
@@ -139,7 +217,10 @@ def _run(args: argparse.Namespace) -> None:
     params = {
         "source": args.source, "encoder": args.encoder, "backbone": args.backbone, "loss": args.loss,
         "epochs": args.epochs, "gamma": args.gamma, "buckets": args.buckets, "seed": args.seed,
-        "embed_shards": args.embed_shards, "device": args.device, **parse_params(args.param),
+        "embed_shards": args.embed_shards, "device": args.device, "as_of": args.as_of or "",
+        "store": str(Path(args.store).resolve()) if args.store and not args.store.startswith("gs://") else args.store,
+        "min_gain": args.min_gain, "force": args.force,
+        "baselines": [name for name in (args.baselines or "").split(",") if name], **parse_params(args.param),
     }
     run = run_local(params, out=args.out, placement_path=args.config, cache=args.cache, verbose=args.verbose,
                     threads=args.threads, runner=args.runner)
@@ -149,7 +230,7 @@ def _run(args: argparse.Namespace) -> None:
 def _pipeline_compile(args: argparse.Namespace) -> None:
     from pipelines.client import compile_package
 
-    print(f"wrote {compile_package(args.out, args.config)}")
+    print(f"wrote {compile_package(args.out, args.config, recurring=args.recurring)}")
 
 
 def _submission(args: argparse.Namespace):
@@ -193,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-len", type=int, default=20, help="model input length; the latest max-len+3 items are kept (default 20)")
     p.add_argument("--min-len", type=int, default=5, help="minimum interactions per user (default 5)")
     p.add_argument("--buckets", type=int, default=10, help="frequency buckets of equal training mass, 1 = warmest (default 10)")
+    p.add_argument("--as-of", help="keep the interactions up to this time (ISO 8601, e.g. 2026-11-30T03:00:00Z; a date "
+                   "alone = its end; numeric timestamps count as Unix seconds) and, for files:, the partitions "
+                   "date=YYYY-MM-DD up to its date (default: everything)")
     p.set_defaults(func=_preprocess)
 
     p = verbs.add_parser(
@@ -322,8 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser(
         "run",
         help="run the whole PAD pipeline locally (kfp.local)",
-        description="Run the PAD pipeline (preprocess, embed, pretrain, align, finetune, analyze) on this machine "
-        "with kfp.local, print each step as it starts and ends, then the metrics table and every artifact's path.",
+        description="Run the PAD pipeline (preprocess, embed, pretrain, align, finetune, analyze; with --store also "
+        "compare, publish if better, recommend) on this machine with kfp.local, print each step as it starts and "
+        "ends, then the metrics table and every artifact's path.",
     )
     p.add_argument("--source", default="prime_pantry", help="data source, as for `pad preprocess` (default prime_pantry)")
     p.add_argument("--encoder", default="minilm", help="text encoder: minilm | llm2vec | hf:<model> (default minilm)")
@@ -337,6 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--buckets", type=int, default=10, help="frequency buckets (default 10)")
     p.add_argument("--seed", type=int, default=0, help="default 0")
     p.add_argument("--embed-shards", type=int, default=1, help="embedding fan-out width (default 1)")
+    p.add_argument("--baselines", help="comma list of registered models to train beside PAD and rank in a "
+                   "leaderboard, e.g. hybrid,morec,smem (`pad train --list`; default none)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="any other pipeline parameter, e.g. train_options='{\"dim\": 32}' (repeatable)")
@@ -347,7 +434,94 @@ def build_parser() -> argparse.ArgumentParser:
                         "of the placement file, on the Docker-API engine at $DOCKER_HOST (Docker or podman)")
     p.add_argument("--cache", action="store_true", help="reuse outputs of identical earlier tasks under --out")
     p.add_argument("--verbose", action="store_true", help="also show the KFP executor's own log lines")
+    p.add_argument("--as-of", help="train on the data up to this time (as for pad preprocess; default: everything)")
+    p.add_argument("--store", default="", help="model store (folder or gs://bucket/prefix): compare the new model with "
+                   "its champion, publish it if better, and write its recommendations (default: no store)")
+    p.add_argument("--min-gain", type=float, default=0.0,
+                   help="relative nDCG@10 gain over the champion needed to publish, e.g. 0.02 (default 0)")
+    p.add_argument("--force", action="store_true", help="publish and promote even if not better than the champion")
     p.set_defaults(func=_run)
+
+    p = verbs.add_parser(
+        "recommend",
+        help="top-K recommendations per user, as Parquet",
+        description="Rank every item for each user with a model and write the top K (history excluded, the order "
+        "evaluation uses) as Parquet rows user, rank (1 = best), item (the source's id), score.",
+    )
+    p.add_argument("--model", required=True, help="model artifact, or a published version folder (STORE/versions/V)")
+    p.add_argument("--dataset", help="dataset artifact: its users (and, for a model artifact, its item ids)")
+    p.add_argument("--text", help="text artifact the model was trained with (models with text experts)")
+    p.add_argument("--sequences", help="rank these histories instead: CSV or Parquet with user,item,timestamp rows")
+    p.add_argument("--k", type=int, default=10, help="items per user (default 10)")
+    p.add_argument("--out", required=True, help="Parquet file (written through a temporary file and a rename)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
+    p.add_argument("--batch-users", type=int, default=1024,
+                   help="users per batch; fewer when the catalogue is large (at most 16M scores at once)")
+    p.set_defaults(func=_recommend)
+
+    p = verbs.add_parser(
+        "compare",
+        help="the new model against the store's champion on the dataset's test split",
+        description="Rank the dataset's test split with the new model and with the store's champion (which scores "
+        "only the items it knows, matched by id), decide whether to publish, and write decision.json.",
+    )
+    p.add_argument("--dataset", required=True, help="the new dataset artifact")
+    p.add_argument("--model", required=True, help="the new model artifact (trained on that dataset)")
+    p.add_argument("--text", help="its text artifact (models with text experts)")
+    p.add_argument("--store", default="", help="model store (folder or gs://bucket/prefix); none = no champion")
+    p.add_argument("--min-gain", type=float, default=0.0, help="relative nDCG@10 gain needed to publish (default 0)")
+    p.add_argument("--force", action="store_true", help="decide to publish whatever the comparison says")
+    p.add_argument("--out", required=True, help="output folder for decision.json")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
+    p.set_defaults(func=_compare)
+
+    p = verbs.add_parser(
+        "publish",
+        help="add a model to a model store as a new version and make it the champion",
+        description="Copy a model artifact, its item ids and its text table into the store as an immutable version "
+        "<time>-<hash> with a manifest, then make it the champion (unless --no-promote). The champion pointer is "
+        "replaced by compare-and-swap: if it changed while publishing, the version stays but is not promoted.",
+    )
+    p.add_argument("--model", required=True, help="model artifact folder")
+    p.add_argument("--dataset", required=True, help="the dataset artifact it was trained on")
+    p.add_argument("--text", help="its text artifact (models with text experts)")
+    p.add_argument("--to", required=True, help="model store: a folder or gs://bucket/prefix")
+    p.add_argument("--no-promote", action="store_true", help="publish without making it the champion")
+    p.set_defaults(func=_publish)
+
+    models = verbs.add_parser("models", help="list, show, promote or roll back the versions of a model store",
+                              description="Work with the versions of a model store.")
+    actions = models.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = actions.add_parser("list", help="every version, its test metrics, and which is champion")
+    p.set_defaults(func=_models_list)
+    p.add_argument("--store", required=True, help="a folder or gs://bucket/prefix")
+    p = actions.add_parser("show", help="a version's manifest (default: the champion's)")
+    p.add_argument("version", nargs="?", help="version name (default: the champion)")
+    p.add_argument("--store", required=True, help="a folder or gs://bucket/prefix")
+    p.set_defaults(func=_models_show)
+    p = actions.add_parser("promote", help="make a version the champion")
+    p.add_argument("version", help="version name")
+    p.add_argument("--store", required=True, help="a folder or gs://bucket/prefix")
+    p.set_defaults(func=_models_promote)
+    p = actions.add_parser("rollback", help="make the previous champion the champion again")
+    p.add_argument("--store", required=True, help="a folder or gs://bucket/prefix")
+    p.set_defaults(func=_models_rollback)
+
+    p = verbs.add_parser(
+        "serve",
+        help="serve the store's champion over KServe's V1 protocol ([serve] extra)",
+        description="A KServe model server answering POST /v1/models/<name>:predict with "
+        '{"instances": [{"items": [ids, oldest first], "k": 10}]} -> {"predictions": [{"items", "scores", "unknown", '
+        '"version"}]}. It loads the champion (refusing a corrupt or incompatible one) and follows the pointer: a new '
+        "champion is swapped in once it has loaded; one that fails to load is logged and the old one keeps serving.",
+    )
+    p.add_argument("--store", required=True, help="model store: a folder or gs://bucket/prefix")
+    p.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    p.add_argument("--name", default="pad", help="model name in the URL (default pad)")
+    p.add_argument("--poll", type=float, default=30.0, help="seconds between checks of the champion pointer (default 30)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
+    p.set_defaults(func=_serve)
 
     pipeline = verbs.add_parser(
         "pipeline",
@@ -358,6 +532,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = actions.add_parser("compile", help="write the pipeline package (IR YAML) to upload in the KFP UI")
     p.add_argument("--config", help="placement file (default: $PAD_PLACEMENT or pipelines/placement.yaml)")
     p.add_argument("--out", default="pad.yaml", help="package path (default pad.yaml)")
+    p.add_argument("--recurring", action="store_true", help="the package for recurring runs: no step cached, data "
+                   "as of the run's scheduled time unless as_of is set (what pad pipeline schedule sends)")
     p.set_defaults(func=_pipeline_compile)
     for action, helptext in (("submit", "upload the package and start a run"),
                              ("schedule", "upload the package and create a recurring run")):

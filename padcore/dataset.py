@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +63,9 @@ class RawData:
     `interactions` has columns user, item, timestamp (ties keep row order) and
     `items` has columns item, text; both indexed by their row number in the file
     named by `interactions_file` / `items_file`, so errors can point at the row.
-    The row order of `items` defines item_idx.
+    Interactions read from dated partitions are indexed by (file under
+    `interactions_file`, row in that file) instead. The row order of `items`
+    defines item_idx.
     """
 
     interactions: pd.DataFrame
@@ -192,24 +194,60 @@ def _first(values: pd.Series, mask: np.ndarray) -> tuple:
     return values.index[pos], values.iloc[pos]
 
 
-def _timestamps(raw: RawData) -> np.ndarray:
-    """The timestamp column as sortable numbers: numbers as they are, dates as integer time."""
-    ts = raw.interactions["timestamp"]
+def row_name(file: str, label) -> str:
+    """`file row N`, or `file/part row N` for a row of a dated partition (index label (part, N))."""
+    if isinstance(label, tuple):
+        return f"{file}/{label[0]} row {label[1]}"
+    return f"{file} row {label}"
+
+
+def parse_timestamps(ts: pd.Series, file: str) -> tuple[np.ndarray, bool]:
+    """A timestamp column as sortable numbers, and whether they are times (ns since 1970 UTC).
+
+    Numbers stay as they are (not times); dates and ISO 8601 strings become times.
+    """
     if pd.api.types.is_numeric_dtype(ts) and not pd.api.types.is_bool_dtype(ts):
-        return ts.to_numpy()
+        return ts.to_numpy(), False
     if pd.api.types.is_datetime64_any_dtype(ts):
-        return ts.astype("int64").to_numpy()
+        stamps = ts if getattr(ts.dt, "tz", None) else ts.dt.tz_localize("UTC")
+        return stamps.dt.tz_convert("UTC").astype("datetime64[ns, UTC]").astype("int64").to_numpy(), True
     num = pd.to_numeric(ts, errors="coerce")
     if num.notna().all():
-        return num.to_numpy()
+        return num.to_numpy(), False
     dates = pd.to_datetime(ts.astype(str), errors="coerce", utc=True, format="ISO8601")
     if dates.notna().all():
-        return dates.astype("int64").to_numpy()
+        return dates.astype("datetime64[ns, UTC]").astype("int64").to_numpy(), True
     bad = (num if num.notna().sum() >= dates.notna().sum() else dates).isna().to_numpy()
     row, value = _first(ts, bad)
-    raise PadError(
-        f"{raw.interactions_file} row {row}: field 'timestamp' is {value!r}, expected a number or an ISO 8601 date"
-    )
+    raise PadError(f"{row_name(file, row)}: field 'timestamp' is {value!r}, expected a number or an ISO 8601 date")
+
+
+def parse_as_of(as_of: str) -> pd.Timestamp | float:
+    """`--as-of` as a UTC time, or as a number for numeric timestamps.
+
+    A date without a time means the end of that day: `2026-11-30` keeps all of the 30th.
+    """
+    text = str(as_of).strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        when = pd.Timestamp(text)
+    except ValueError as exc:
+        raise PadError(f"as_of {as_of!r}: expected an ISO 8601 date or date-time (e.g. 2026-11-30T03:00:00Z) "
+                       "or a number") from exc
+    when = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
+    if len(text) == 10:  # YYYY-MM-DD
+        when += pd.Timedelta(days=1) - pd.Timedelta(1, "ns")
+    return when
+
+
+def as_of_bound(as_of: pd.Timestamp | float, is_time: bool) -> float | int:
+    """The largest timestamp kept: ns for time stamps; for numbers, `as_of` itself or its Unix seconds."""
+    if isinstance(as_of, pd.Timestamp):
+        return as_of.value if is_time else as_of.value / 1e9
+    return int(as_of * 1e9) if is_time else as_of
 
 
 def _arrow(values: pd.Series) -> pa.Array:
@@ -235,7 +273,7 @@ def _item_codes(raw: RawData) -> np.ndarray:
     if unknown.any():
         row, value = _first(raw.interactions["item"], unknown)
         raise PadError(
-            f"{raw.interactions_file} row {row}: item {str(value)!r} is not in {raw.items_file} "
+            f"{row_name(raw.interactions_file, row)}: item {str(value)!r} is not in {raw.items_file} "
             f"({int(unknown.sum())} interaction(s) with unknown items)"
         )
     return code
@@ -250,7 +288,7 @@ def _check_interactions(raw: RawData) -> None:
             raise PadError(f"{raw.interactions_file}: missing column {col!r} (have {list(inter.columns)})")
         empty = inter[col].isna().to_numpy()
         if empty.any():
-            raise PadError(f"{raw.interactions_file} row {_first(inter[col], empty)[0]}: empty field {col!r}")
+            raise PadError(f"{row_name(raw.interactions_file, _first(inter[col], empty)[0])}: empty field {col!r}")
 
 
 def _chronological(user_code: np.ndarray, ts: np.ndarray) -> np.ndarray:
@@ -263,15 +301,29 @@ def _chronological(user_code: np.ndarray, ts: np.ndarray) -> np.ndarray:
     return by_time[np.argsort(user_code[by_time], kind="stable")]
 
 
-def build_dataset(raw: RawData, protocol: Protocol = Protocol()) -> Dataset:
-    """Apply the protocol to raw data: filter, truncate, index, count, bucket."""
+def build_dataset(raw: RawData, protocol: Protocol = Protocol(), as_of: str | None = None) -> Dataset:
+    """Apply the protocol to raw data: filter, truncate, index, count, bucket.
+
+    `as_of` keeps only the interactions stamped up to then (see `parse_as_of`;
+    numeric timestamps are compared as Unix seconds with a date).
+    """
     items = _check_items(raw)
     _check_interactions(raw)
+    ts, is_time = parse_timestamps(raw.interactions["timestamp"], raw.interactions_file)
+    bound = None
+    if as_of:
+        when = parse_as_of(as_of)
+        keep = ts <= as_of_bound(when, is_time)
+        if not keep.any():
+            raise PadError(f"{raw.interactions_file}: no interaction is stamped at or before as_of {as_of!r}")
+        raw = replace(raw, interactions=raw.interactions[keep])
+        ts, bound = ts[keep], (when.isoformat() if isinstance(when, pd.Timestamp) else when)
+        print(f"[preprocess] as_of {bound}: kept {int(keep.sum()):,} of {len(keep):,} interactions", flush=True)
     item_code = _item_codes(raw)
     user_code, users = pd.factorize(raw.interactions["user"], sort=False)
-    order = _chronological(user_code, _timestamps(raw))
+    order = _chronological(user_code, ts)
     user_code, item_code = user_code[order], item_code[order]
-    del order
+    del order, ts
 
     counts = np.bincount(user_code, minlength=len(users))
     ends = np.cumsum(counts)
@@ -317,6 +369,7 @@ def build_dataset(raw: RawData, protocol: Protocol = Protocol()) -> Dataset:
         "buckets": _bucket_summary(table, "bucket", range(1, protocol.buckets + 1)),
         "groups": _bucket_summary(table, "group", GROUPS),
         "input_hashes": raw.input_hashes,
+        "as_of": bound,
         "item_hash": item_hash,
         "dataset_id": _dataset_id(item_hash, offsets, flat),
     }

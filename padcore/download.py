@@ -8,11 +8,13 @@ end, so an interrupted copy never poses as the file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import urllib.request
 import zipfile
 from pathlib import Path
+from typing import Iterator
 
 from tqdm import tqdm
 
@@ -77,35 +79,60 @@ def extract(archive: Path, names: list[str], folder: Path) -> list[Path]:
         raise PadError(f"{archive}: not a zip archive ({exc}); delete it to download it again") from exc
 
 
+def split_gs(uri: str) -> tuple[str, str]:
+    """`gs://bucket/a/b/` -> ("bucket", "a/b/"); the prefix is empty or ends with a slash."""
+    bucket_name, _, prefix = uri.removeprefix("gs://").partition("/")
+    if not uri.startswith("gs://") or not bucket_name:
+        raise PadError(f"{uri}: expected gs://bucket/prefix")
+    prefix = prefix.strip("/")
+    return bucket_name, f"{prefix}/" if prefix else ""
+
+
+def gcs_list(uri: str) -> list[str]:
+    """Names of every object under a `gs://` prefix, subfolders included, relative to it."""
+    return sorted(_gcs_blobs(uri))
+
+
 def gcs_download(uri: str, names: list[str], folder: Path) -> dict[str, Path]:
     """Copy the objects `<uri>/<name>` that exist into `folder`; returns name -> local path.
 
+    A name may hold slashes (an object in a subfolder); it lands at the same relative path.
     Uses google-cloud-storage's default credentials, or the emulator named by
     `STORAGE_EMULATOR_HOST` when that is set.
     """
-    from google.api_core.exceptions import GoogleAPIError
-    from google.auth.exceptions import GoogleAuthError
-    from google.cloud import storage
-
-    bucket_name, _, prefix = uri.removeprefix("gs://").partition("/")
-    if not bucket_name:
-        raise PadError(f"{uri}: expected gs://bucket/prefix")
-    prefix = prefix.strip("/")
-    prefix = f"{prefix}/" if prefix else ""
-    try:
-        client = storage.Client()
-        blobs = {b.name[len(prefix) :]: b for b in client.list_blobs(bucket_name, prefix=prefix, delimiter="/")}
-        out = {}
+    blobs = _gcs_blobs(uri)
+    out = {}
+    with _gcs_errors(uri):
         for name in names:
             blob = blobs.get(name)
             if blob is None:
                 continue
             dest = folder / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
             with open(_part(dest), "wb") as f:
                 with tqdm.wrapattr(f, "write", total=blob.size, desc=f"download {name}", leave=False) as bar:
                     blob.download_to_file(bar)
             os.replace(_part(dest), dest)
             out[name] = dest
-        return out
+    return out
+
+
+def _gcs_blobs(uri: str) -> dict:
+    from google.cloud import storage
+
+    bucket_name, prefix = split_gs(uri)
+    with _gcs_errors(uri):
+        listing = storage.Client().list_blobs(bucket_name, prefix=prefix)
+        return {b.name[len(prefix) :]: b for b in listing if not b.name.endswith("/")}
+
+
+@contextlib.contextmanager
+def _gcs_errors(uri: str) -> Iterator[None]:
+    """Google Cloud Storage failures as a PadError naming `uri`."""
+    from google.api_core.exceptions import GoogleAPIError
+    from google.auth.exceptions import GoogleAuthError
+
+    try:
+        yield
     except (GoogleAPIError, GoogleAuthError, OSError) as exc:
         raise PadError(f"{uri}: cannot read from Google Cloud Storage ({exc})") from exc

@@ -28,6 +28,33 @@ def target_ranks(scores: torch.Tensor, targets: torch.Tensor, history: torch.Ten
     return ranks
 
 
+def top_k(scores: torch.Tensor, history: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k best items per row as (item_idx [B, k], score [B, k]), best first; the rule of `target_ranks`.
+
+    Padding (column 0) and the row's history items are excluded, as in evaluation; ties are
+    broken by the lower item_idx, so the order is exact and the same on every call. A slot
+    with no item left to recommend (k larger than the candidates) holds item 0 and score -inf.
+    """
+    scores = scores.float()
+    bits = scores.view(torch.int32)
+    # float32 bits -> int32 of the same order (negative floats count down), then item_idx breaks ties
+    ordered = (bits ^ ((bits >> 31) & 0x7FFFFFFF)).long()
+    idx = torch.arange(scores.shape[1], device=scores.device, dtype=torch.long)
+    keys = ordered * 2**32 + (2**32 - 1 - idx)
+    excluded = torch.iinfo(torch.long).min
+    keys[:, 0] = excluded
+    keys.scatter_(1, history, excluded)
+    best = keys.topk(min(k, scores.shape[1]), dim=1).indices
+    valid = keys.gather(1, best) != excluded
+    items = torch.where(valid, best, 0)
+    values = torch.where(valid, scores.gather(1, best), float("-inf"))
+    if best.shape[1] < k:
+        pad = k - best.shape[1]
+        items = torch.cat([items, items.new_zeros(items.shape[0], pad)], 1)
+        values = torch.cat([values, values.new_full((values.shape[0], pad), float("-inf"))], 1)
+    return items, values
+
+
 def _count_above(scores: torch.Tensor, t: torch.Tensor, block: int = 2**15 - 1) -> torch.Tensor:
     """Per row, how many scores exceed t; int16 sums over column blocks (bool sums are 5-8x slower on CPUs)."""
     total = torch.zeros(scores.shape[0], dtype=torch.long, device=scores.device)

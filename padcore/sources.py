@@ -23,6 +23,7 @@ import gzip
 import json
 import re
 import tempfile
+from datetime import date
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -34,8 +35,8 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from padcore.artifacts import sha256_file
-from padcore.dataset import RawData
-from padcore.download import data_home, extract, fetch, gcs_download
+from padcore.dataset import RawData, parse_as_of
+from padcore.download import data_home, extract, fetch, gcs_download, gcs_list
 from padcore.errors import PadError
 
 PRIME_PANTRY_URL = "https://raw.githubusercontent.com/Applied-Machine-Learning-Lab/PAD/main/dataset/{name}"
@@ -49,6 +50,7 @@ MIND_URL = "https://mind201910small.blob.core.windows.net/release/MIND{variant}_
 MIND_TIME_FORMAT = "%m/%d/%Y %I:%M:%S %p"
 POSITIVE_RATING = 3  # ratings above this are positives (the paper's rule for 1-5 stars)
 FILES_TABLES = {"interactions": ("user", "item", "timestamp"), "items": ("item", "text")}
+PARTITION = re.compile(r"date=(\d{4}-\d{2}-\d{2})")
 
 
 # ---------------------------------------------------------------- readers
@@ -90,7 +92,7 @@ def _read_parquet(path: Path, name: str, columns: list[str]) -> pd.DataFrame:
     return df
 
 
-def _read_table(path: Path, name: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> pd.DataFrame:
+def read_table(path: Path, name: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> pd.DataFrame:
     """Read a CSV (ids and text as strings) or Parquet table and check its columns."""
     wanted = [*required, *optional]
     if path.suffix == ".parquet":
@@ -338,37 +340,84 @@ def _table_file(folder: Path, location: str, stem: str) -> Path:
     return found[0]
 
 
-def _read_files(folder: Path, location: str) -> RawData:
-    paths = {stem: _table_file(folder, location, stem) for stem in FILES_TABLES}
-    names = {stem: f"{location}/{p.name}" for stem, p in paths.items()}
-    inter = _read_table(paths["interactions"], names["interactions"], FILES_TABLES["interactions"], ("rating",))
-    if "rating" in inter.columns:
-        inter = _positives(inter, names["interactions"])
-    items = _read_table(paths["items"], names["items"], FILES_TABLES["items"])
+def _partition_files(folder: Path, location: str, as_of: str | None) -> list[Path]:
+    """The data files of `folder/interactions/date=YYYY-MM-DD/` partitions up to `as_of`'s date, in date order."""
+    root = folder / "interactions"
+    last = None
+    if as_of:
+        when = parse_as_of(as_of)
+        last = (when if isinstance(when, pd.Timestamp) else pd.Timestamp(when, unit="s", tz="UTC")).date()
+    chosen = []
+    for part in sorted(p for p in root.iterdir() if not p.name.startswith((".", "_"))):
+        m = PARTITION.fullmatch(part.name)
+        if not part.is_dir() or not m:
+            raise PadError(f"{location}/interactions/{part.name}: expected only partition folders date=YYYY-MM-DD")
+        try:
+            day = date.fromisoformat(m.group(1))
+        except ValueError as exc:
+            raise PadError(f"{location}/interactions/{part.name}: not a date ({exc})") from exc
+        if last is None or day <= last:
+            chosen += sorted(f for f in part.iterdir() if f.suffix in (".csv", ".parquet") and f.is_file())
+    if not chosen:
+        raise PadError(f"{location}/interactions: no partition data file (*.csv, *.parquet) dated up to "
+                       f"{last or 'any date'}")
+    return chosen
+
+
+def _read_partitions(folder: Path, location: str, as_of: str | None) -> tuple[pd.DataFrame, list[Path]]:
+    """Interactions from dated partitions, indexed by (file under interactions/, row in that file)."""
+    frames = []
+    paths = _partition_files(folder, location, as_of)
+    for path in paths:
+        rel = str(path.relative_to(folder / "interactions"))
+        name = f"{location}/interactions/{rel}"
+        df = read_table(path, name, FILES_TABLES["interactions"], ("rating",))
+        if "rating" in df.columns:
+            df = _positives(df, name)
+        df.index = pd.MultiIndex.from_arrays([np.full(len(df), rel, dtype=object), df.index])
+        frames.append(df)
+    print(f"[preprocess] {len(paths)} partition file(s) of {location}/interactions read", flush=True)
+    return pd.concat(frames), paths
+
+
+def _read_files(folder: Path, location: str, as_of: str | None) -> RawData:
+    if (folder / "interactions").is_dir():
+        inter, paths = _read_partitions(folder, location, as_of)
+        inter_file = f"{location}/interactions"
+    else:
+        path = _table_file(folder, location, "interactions")
+        inter_file = f"{location}/{path.name}"
+        inter, paths = read_table(path, inter_file, FILES_TABLES["interactions"], ("rating",)), [path]
+        if "rating" in inter.columns:
+            inter = _positives(inter, inter_file)
+    items_path = _table_file(folder, location, "items")
+    items = read_table(items_path, f"{location}/{items_path.name}", FILES_TABLES["items"])
     return RawData(
         interactions=inter,
         items=items,
-        interactions_file=names["interactions"],
-        items_file=names["items"],
+        interactions_file=inter_file,
+        items_file=f"{location}/{items_path.name}",
         source=f"files:{location}",
-        input_hashes=file_hashes(*paths.values()),
+        input_hashes={str(p.relative_to(folder)): sha256_file(p) for p in [*paths, items_path]},
     )
 
 
-def files(location: str) -> RawData:
-    """Bring-your-own data: interactions.{csv,parquet} + items.{csv,parquet} in a folder or gs:// prefix."""
+def files(location: str, as_of: str | None = None) -> RawData:
+    """Bring-your-own data in a folder or gs:// prefix: items.{csv,parquet} plus interactions.{csv,parquet}
+    or dated partitions interactions/date=YYYY-MM-DD/*.{csv,parquet} (those up to `as_of` are read)."""
     location = location.rstrip("/")
     if not location:
         raise PadError("source 'files:': expected a folder, e.g. files:/data/shop or files:gs://bucket/shop")
     if location.startswith("gs://"):
         with tempfile.TemporaryDirectory(prefix="pad-gcs-") as tmp:
-            names = [f"{stem}.{ext}" for stem in FILES_TABLES for ext in ("csv", "parquet")]
-            gcs_download(location, names, Path(tmp))
-            return _read_files(Path(tmp), location)
+            tables = [f"{stem}.{ext}" for stem in FILES_TABLES for ext in ("csv", "parquet")]
+            parts = [n for n in gcs_list(location) if n.startswith("interactions/")]
+            gcs_download(location, tables + parts, Path(tmp))
+            return _read_files(Path(tmp), location, as_of)
     folder = Path(location).expanduser()
     if not folder.is_dir():
         raise PadError(f"{location}: folder not found (files:<folder> holds interactions.csv|parquet and items.csv|parquet)")
-    return _read_files(folder, location)
+    return _read_files(folder, location, as_of)
 
 
 ADAPTERS: dict[str, Callable[[str], RawData]] = {
@@ -379,12 +428,18 @@ ADAPTERS: dict[str, Callable[[str], RawData]] = {
 }
 
 
-def load_source(spec: str) -> RawData:
-    """Load raw data named by a source spec such as `prime_pantry` or `files:/data/x`."""
+def load_source(spec: str, as_of: str | None = None) -> RawData:
+    """Load raw data named by a source spec such as `prime_pantry` or `files:/data/x`.
+
+    `as_of` prunes the dated partitions of a `files:` source; the interactions
+    themselves are cut at `as_of` by `build_dataset`.
+    """
     name, _, arg = spec.partition(":")
     if name not in ADAPTERS:
         raise PadError(
             f"unknown source {spec!r}; expected one of: prime_pantry, amazon2018:<Category>, mind[:large|small], "
             "files:<folder or gs://bucket/prefix>"
         )
+    if name == "files":
+        return files(arg, as_of)
     return ADAPTERS[name](arg)

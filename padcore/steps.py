@@ -13,9 +13,11 @@ from padcore.dataset import Protocol, build_dataset, summary, write_dataset
 
 # steps that need torch are imported on first use, so `pad preprocess` and `pad --help` stay light
 _LAZY = {"pretrain": "padcore.training", "align": "padcore.training", "finetune": "padcore.training",
-         "train": "padcore.training", "analyze": "padcore.analysis"}
+         "train": "padcore.training", "analyze": "padcore.analysis", "compare": "padcore.compare",
+         "publish": "padcore.store", "recommend": "padcore.recommend"}
 
-__all__ = ["preprocess", "embed", "embed_merge", "pretrain", "align", "finetune", "train", "analyze"]
+__all__ = ["preprocess", "embed", "embed_merge", "pretrain", "align", "finetune", "train", "analyze", "compare",
+           "publish", "recommend"]
 
 
 def __getattr__(name: str):
@@ -24,16 +26,21 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def preprocess(source: str, out: str | Path, *, max_len: int = 20, min_len: int = 5, buckets: int = 10) -> dict:
-    """Raw source -> dataset artifact at `out`. Returns the artifact's meta."""
+def preprocess(source: str, out: str | Path, *, max_len: int = 20, min_len: int = 5, buckets: int = 10,
+               as_of: str = "") -> dict:
+    """Raw source -> dataset artifact at `out`. Returns the artifact's meta.
+
+    `as_of` (an ISO 8601 time, or a number for numeric timestamps; "" = no bound) keeps
+    the interactions up to then and, for `files:`, the dated partitions up to its date.
+    """
     from padcore.sources import load_source
 
     t0 = time.perf_counter()
     protocol = Protocol(max_len=max_len, min_len=min_len, buckets=buckets)
-    print(f"[preprocess] reading {source} ...", flush=True)
-    raw = load_source(source)
+    print(f"[preprocess] reading {source}{f' as of {as_of}' if as_of else ''} ...", flush=True)
+    raw = load_source(source, as_of or None)
     print(f"[preprocess] {len(raw.interactions):,} interactions, {len(raw.items):,} items read; applying protocol", flush=True)
-    ds = build_dataset(raw, protocol)
+    ds = build_dataset(raw, protocol, as_of or None)
     write_dataset(ds, out)
     print(summary(ds))
     print(f"[preprocess] wrote {out} in {time.perf_counter() - t0:.1f}s")

@@ -70,6 +70,11 @@ def train(model: str, dataset: str | Path, text: str | Path | None, out: str | P
                        f"{', '.join(s.name for s in spec.stages)}")
     given.update({name: Path(p) for name, p in (reuse or {}).items() if name in earlier and name not in given})
     ds, table, text_meta = _inputs(spec, dataset, text)
+
+    def named(stage: Stage, own: str) -> dict[str, str]:
+        """How an artifact names its parents: its model's own stages by a path relative to it, others as given."""
+        return {n: str(given[n]) if n in given else f"{own}{n}" for n in stage.needs}
+
     with resumable_dir(out) as work:
         done: dict[str, Path] = {}
         for stage in spec.stages[:-1]:
@@ -79,10 +84,25 @@ def train(model: str, dataset: str | Path, text: str | Path | None, out: str | P
             folder = work / STAGES / stage.name
             if not (folder / "metrics.json").is_file():  # an earlier run of this command finished it
                 with resumable_dir(folder) as stage_work:
-                    _run_stage(spec, stage, ds, table, text_meta, _parents(stage, done), stage_work, options)
+                    _run_stage(spec, stage, ds, table, text_meta, _parents(stage, done), stage_work, options,
+                               named(stage, "../"))
             done[stage.name] = folder
         last = spec.stages[-1]
-        return _run_stage(spec, last, ds, table, text_meta, _parents(last, done), work, options)
+        return _run_stage(spec, last, ds, table, text_meta, _parents(last, done), work, options,
+                          named(last, f"{STAGES}/"))
+
+
+def check_baselines(names: list) -> list[str]:
+    """The registered models to train beside PAD; an unknown or repeated name, or PAD itself, is an error."""
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise PadError(f"parameter 'baselines' is {names!r}; expected a list of model names")
+    for name in names:
+        MODELS[name]  # an unknown name names the known ones
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated or "pad" in names:
+        raise PadError(f"parameter 'baselines' lists {repeated or ['pad']} more than once or PAD itself, which every "
+                       "run trains")
+    return names
 
 
 def train_stage(model: str, stage: str, dataset: str | Path, text: str | Path | None,
@@ -146,7 +166,9 @@ def stage_config(spec: ModelSpec, stage: Stage, parents: dict[str, dict], option
 
 
 def _run_stage(spec: ModelSpec, stage: Stage, ds: Dataset, text: torch.Tensor | None, text_meta: dict | None,
-               parent_dirs: dict[str, Path], work: Path, options: dict[str, Any]) -> dict:
+               parent_dirs: dict[str, Path], work: Path, options: dict[str, Any],
+               parent_names: dict[str, str] | None = None) -> dict:
+    """Train one stage into `work`; meta.json names its parents as `parent_names` says (default: their paths)."""
     t0 = time.perf_counter()
     saved = {}
     for name, folder in parent_dirs.items():
@@ -191,7 +213,7 @@ def _run_stage(spec: ModelSpec, stage: Stage, ds: Dataset, text: torch.Tensor | 
         "config": cfg.to_dict(),
     }
     meta = {"model": spec.name, "phase": stage.name, "experts": list(model.experts), "dataset_id": ds.dataset_id,
-            "item_hash": ds.item_hash, "parents": {k: str(v) for k, v in parent_dirs.items()}}
+            "item_hash": ds.item_hash, "parents": parent_names or {k: str(v) for k, v in parent_dirs.items()}}
     if text_meta is not None:
         meta.update(text_hash=text_meta.get("text_hash"), text_encoder=text_meta.get("encoder"),
                     text_dim=int(text.shape[1]))

@@ -24,8 +24,12 @@ HOST_ENV = "KFP_HOST"
 TOKEN_ENV = "KFP_TOKEN"
 
 
-def compile_package(out: str | os.PathLike, placement_path: str | os.PathLike | None = None) -> Path:
-    """Write the pipeline package (IR YAML; kfp-kubernetes settings in its second document)."""
+def compile_package(out: str | os.PathLike, placement_path: str | os.PathLike | None = None,
+                    recurring: bool = False) -> Path:
+    """Write the pipeline package (IR YAML; kfp-kubernetes settings in its second document).
+
+    `recurring`: the package for schedules (no step cached; data as of the scheduled time).
+    """
     from kfp import compiler
 
     from pipelines.pad_pipeline import build_pipeline
@@ -33,8 +37,16 @@ def compile_package(out: str | os.PathLike, placement_path: str | os.PathLike | 
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(build_pipeline(load_placement(placement_path)), str(out))
+    compiler.Compiler().compile(build_pipeline(load_placement(placement_path), recurring=recurring), str(out))
     return out
+
+
+def cached_tasks(package: Path) -> list[str]:
+    """Tasks of a package, in any of its DAGs, that KFP may answer from its cache."""
+    spec = next(yaml.safe_load_all(package.read_text()))
+    dags = [spec["root"]["dag"], *(c["dag"] for c in spec.get("components", {}).values() if "dag" in c)]
+    return sorted(name for dag in dags for name, task in dag["tasks"].items()
+                  if task.get("cachingOptions", {}).get("enableCache"))
 
 
 def parse_params(pairs: list[str]) -> dict[str, Any]:
@@ -133,15 +145,23 @@ class Submission:
     placement: str | None = None
     service_account: str | None = None
 
-    def prepare(self):
-        """Connect, upload, and find the experiment: (client, experiment id, pipeline id, version id)."""
+    def prepare(self, recurring: bool = False):
+        """Connect, upload, and find the experiment: (client, experiment id, pipeline id, version id).
+
+        `recurring`: compile the recurring package; a given package must cache no step.
+        """
         from pipelines.pad_pipeline import PIPELINE_NAME
 
         with tempfile.TemporaryDirectory() as tmp:
-            package = Path(self.package) if self.package else compile_package(Path(tmp) / "pad.yaml", self.placement)
+            package = (Path(self.package) if self.package
+                       else compile_package(Path(tmp) / "pad.yaml", self.placement, recurring=recurring))
             if not package.is_file():
                 raise PadError(f"{package}: pipeline package not found")
             check_params(package, self.params)
+            if recurring and cached_tasks(package):
+                raise PadError(
+                    f"{package}: caches {', '.join(cached_tasks(package))}; a recurring run would be answered from "
+                    "the cache with last run's data. Compile it with `pad pipeline compile --recurring`")
             client = self.endpoint.connect()
             pipeline_id, version_id = upload(client, package, PIPELINE_NAME)
         experiment = client.create_experiment(self.experiment)
@@ -163,9 +183,12 @@ def submit(sub: Submission) -> str:
 
 
 def schedule(sub: Submission, cron: str) -> str:
-    """Create a recurring run (one at a time, no catch-up of missed slots); return its id."""
+    """Create a recurring run (one at a time, no catch-up of missed slots); return its id.
+
+    It runs the recurring package: no step cached, the data bounded by each run's scheduled time.
+    """
     cron = check_cron(cron)
-    client, experiment_id, pipeline_id, version_id = sub.prepare()
+    client, experiment_id, pipeline_id, version_id = sub.prepare(recurring=True)
     recurring = client.create_recurring_run(
         experiment_id=experiment_id,
         job_name=sub.name or f"pad retrain {cron}",

@@ -11,7 +11,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from padcore.errors import PadError
 
@@ -52,12 +52,27 @@ def missing_images(client, refs: list[str]) -> list[str]:
     return missing
 
 
-def local_folder(source: str) -> Path | None:
-    """The folder of a `files:` source on this machine, absolute; None for any other source."""
-    kind, _, location = source.partition(":")
-    if kind != "files" or not location or location.startswith("gs://"):
-        return None
-    return Path(location).expanduser().resolve()
+def local_folders(params: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[Path, bool]]]:
+    """The run parameters with their local folders made absolute, and those folders as (path, writable).
+
+    The containers see them at the same paths: a `files:` source, which they
+    read, and a model store (`store`, unless gs://), which they write.
+    """
+    params, folders = dict(params), []
+    kind, _, location = params.get("source", "prime_pantry").partition(":")
+    if kind == "files" and location and not location.startswith("gs://"):
+        folder = Path(location).expanduser().resolve()
+        if not folder.is_dir():
+            raise PadError(f"source files:{location}: folder {folder} not found")
+        params["source"] = f"files:{folder}"
+        folders.append((folder, False))
+    store = params.get("store") or ""
+    if store and not store.startswith("gs://"):
+        folder = Path(store).expanduser().resolve()
+        folder.mkdir(parents=True, exist_ok=True)
+        params["store"] = str(folder)
+        folders.append((folder, True))
+    return params, folders
 
 
 def run_container(client, image: str, command: list[str], volumes: dict | None = None, **run_args) -> int:
@@ -82,12 +97,12 @@ def run_container(client, image: str, command: list[str], volumes: dict | None =
         container.remove(force=True)
 
 
-def docker_runner(placement: Placement, source_folder: Path | None, env: dict[str, str]):
+def docker_runner(placement: Placement, folders: list[tuple[Path, bool]], env: dict[str, str]):
     """kfp.local's DockerRunner: each step in its placement image, as the calling user, with its data mounted.
 
     kfp mounts the pipeline root; the data home (`$PAD_DATA_HOME`: downloads and
-    the text cache) and the source folder are mounted here, each at its own
-    path, so the artifacts hold the same paths as a subprocess run's.
+    the text cache) and `folders` (see `local_folders`) are mounted here, each at
+    its own path, so the artifacts hold the same paths as a subprocess run's.
     """
     from docker.types import Mount
     from kfp import local
@@ -103,11 +118,8 @@ def docker_runner(placement: Placement, source_folder: Path | None, env: dict[st
             "or pull them")
     home = data_home().resolve()
     home.mkdir(parents=True, exist_ok=True)
-    mounts = [Mount(str(home), str(home), type="bind")]
-    if source_folder is not None:
-        if not source_folder.is_dir():
-            raise PadError(f"source files:{source_folder}: folder not found")
-        mounts.append(Mount(str(source_folder), str(source_folder), type="bind", read_only=True))
+    mounts = [Mount(str(path), str(path), type="bind", read_only=not writable)
+              for path, writable in [(home, True), *folders]]
     return local.DockerRunner(mounts=mounts, environment={**env, "PAD_DATA_HOME": str(home)},
                               user=f"{os.getuid()}:{os.getgid()}")
 

@@ -175,12 +175,10 @@ def run_local(
     threads = threads or free_cores()
     thread_env = {name: str(threads) for name in THREAD_VARS}
     if runner == "docker":
-        from pipelines.containers import docker_runner, exit_codes_kept, local_folder
+        from pipelines.containers import docker_runner, exit_codes_kept, local_folders
 
-        folder = local_folder(params.get("source", "prime_pantry"))
-        if folder is not None:  # the container sees it at its absolute path
-            params = {**params, "source": f"files:{folder}"}
-        task_runner, containers = docker_runner(placement, folder, thread_env), exit_codes_kept()
+        params, folders = local_folders(params)
+        task_runner, containers = docker_runner(placement, folders, thread_env), exit_codes_kept()
     else:
         task_runner, containers = local.SubprocessRunner(use_venv=False), contextlib.nullcontext()
     out = Path(out).resolve()
@@ -243,8 +241,26 @@ def report(run: LocalRun) -> str:
               results_markdown(dataset_name(run.outputs["dataset"]), model_rows(models))]
     kendall = json.loads((run.outputs["analysis"] / "kendall.json").read_text())
     lines += [tau_summary(kendall), f"(full report: {run.outputs['analysis'] / 'report.html'})", ""]
+    lines += _store_summary(run)
     lines += ["Step times:"] + [f"  {name:<12} {sec:8.1f} s  {status.lower()}" for name, sec, status in run.steps]
     lines += ["", "Artifacts:"]
     width = max((len(name) for name, _ in run.artifacts()), default=0)
     lines += [f"  {name:<{width}}  {path}" for name, path in run.artifacts()]
     return "\n".join(lines)
+
+
+def _store_summary(run: LocalRun) -> list[str]:
+    """What the compare, publish and recommend steps did, when the run had a store."""
+    decision = run.run_dir / "compare" / "comparison" / "decision.json"
+    if not decision.is_file():
+        return []
+    d = json.loads(decision.read_text())
+    lines = [f"Model store {d['store']}: {'publish' if d['publish'] else 'keep the champion'} ({d['reason']})"]
+    published = run.run_dir / "publish" / "executor_output.json"
+    if published.is_file():
+        version = json.loads(published.read_text())["parameterValues"]["Output"]
+        lines.append(f"  published version {version}")
+    recommendations = run.run_dir / "recommend" / "recommendations"
+    if recommendations.is_file():
+        lines.append(f"  recommendations (Parquet: user, rank, item, score): {recommendations}")
+    return lines + [""]

@@ -3,10 +3,15 @@
     preprocess ─► embed ×N (ParallelFor) ─► embed-merge ─┬─► align ─► finetune ─► analyze
         └──────────► pretrain ───────────────────────────┴──────────────┴────────────┘
                         └─► train ×baselines (ParallelFor) ─► leaderboard (with pretrain and finetune)
+    with a `store`:  finetune ─► compare ─► if better: publish ─► recommend
+
+A recurring run (`build_pipeline(..., recurring=True)`, what `pad pipeline schedule`
+sends) caches no step and bounds the data by the run's scheduled time.
 
 (No `from __future__ import annotations` here: KFP reads the real type annotations.)
 """
 
+import dataclasses
 from typing import NamedTuple
 
 from kfp import dsl, kubernetes
@@ -14,12 +19,16 @@ from kfp.dsl import Artifact, Dataset, Model
 
 from components.align import align
 from components.analyze import analyze
+from components.baselines import baselines_plan
+from components.compare import compare
 from components.embed import embed
 from components.embed_merge import embed_merge
 from components.finetune import finetune
 from components.leaderboard import leaderboard
 from components.preprocess import preprocess
 from components.pretrain import pretrain
+from components.publish import publish
+from components.recommend import recommend
 from components.train import train as train_model
 from pipelines.placement import Placement
 
@@ -66,8 +75,17 @@ def place(task: dsl.PipelineTask, step: str, placement: Placement) -> dsl.Pipeli
     return task
 
 
-def build_pipeline(placement: Placement):
-    """The PAD pipeline with `placement` applied to every step."""
+def build_pipeline(placement: Placement, recurring: bool = False):
+    """The PAD pipeline with `placement` applied to every step.
+
+    `recurring`: for a schedule. No step is cached (KFP's cache key does not see new data at
+    an unchanged source), and preprocess bounds the data by the run's scheduled time
+    unless the `as_of` parameter is set.
+    """
+    if recurring:
+        placement = dataclasses.replace(
+            placement, steps={s: dataclasses.replace(p, caching=False) for s, p in placement.steps.items()})
+    scheduled_time = dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER if recurring else ""
 
     def resume(step: str) -> dict:
         # GPU steps on a checkpoint volume keep their checkpoints there, per run.
@@ -96,9 +114,15 @@ def build_pipeline(placement: Placement):
         train_options: dict = {},
         analyze_options: dict = {},
         baselines: list = [],
+        as_of: str = "",
+        store: str = "",
+        min_gain: float = 0.0,
+        force: bool = False,
+        top_k: int = 10,
     ) -> Outputs:
         prep = place(preprocess(source=source, max_len=max_len, min_len=min_len, buckets=buckets,
-                                embed_shards=embed_shards), "preprocess", placement)
+                                embed_shards=embed_shards, as_of=as_of, scheduled_time=scheduled_time),
+                     "preprocess", placement)
         dataset = prep.outputs["dataset"]
         with dsl.ParallelFor(prep.outputs["Output"], name="embed-shards") as shard:
             part = place(embed(dataset=dataset, encoder=encoder, shard=shard, device=device, **resume("embed")),
@@ -112,14 +136,28 @@ def build_pipeline(placement: Placement):
         phase3 = place(finetune(dataset=dataset, text=text, id_model=phase1.outputs["model"],
                                 align_model=phase2.outputs["model"], **train, **resume("finetune")),
                        "finetune", placement)
-        with dsl.ParallelFor(baselines, name="baselines") as name:
-            baseline = place(train_model(dataset=dataset, text=text, id_model=phase1.outputs["model"], name=name,
-                                         **train, **resume("train")), "train", placement)
-        place(leaderboard(dataset=dataset, id_model=phase1.outputs["model"], model=phase3.outputs["model"],
-                          baselines=dsl.Collected(baseline.outputs["model"])), "leaderboard", placement)
+        # The paper's comparisons: each baseline on its own (GPU) step, then one table of them all.
+        plan = place(baselines_plan(baselines=baselines), "baselines_plan", placement)
+        with dsl.If(plan.output == "train", name="with-baselines"):
+            with dsl.ParallelFor(baselines, name="baselines") as name:
+                baseline = place(train_model(dataset=dataset, text=text, id_model=phase1.outputs["model"], name=name,
+                                             **train, **resume("train")), "train", placement)
+            place(leaderboard(dataset=dataset, id_model=phase1.outputs["model"], model=phase3.outputs["model"],
+                              baselines=dsl.Collected(baseline.outputs["model"])), "leaderboard", placement)
         report = place(analyze(dataset=dataset, text=text, id_model=phase1.outputs["model"],
                                align_model=phase2.outputs["model"], final_model=phase3.outputs["model"],
                                options=analyze_options), "analyze", placement)
+
+        # Retraining that ships: only with a store, and only a model better than its champion.
+        final = phase3.outputs["model"]
+        with dsl.If(store != "", name="with-store"):
+            judged = place(compare(dataset=dataset, text=text, model=final, store=store, min_gain=min_gain,
+                                   force=force), "compare", placement)
+            with dsl.If(judged.outputs["Output"] == "publish", name="better"):
+                published = place(publish(dataset=dataset, text=text, model=final,
+                                          comparison=judged.outputs["comparison"], store=store), "publish", placement)
+                ranked = place(recommend(dataset=dataset, text=text, model=final, k=top_k), "recommend", placement)
+                ranked.after(published)
         return Outputs(dataset=dataset, text=text, id_model=phase1.outputs["model"],
                        align_model=phase2.outputs["model"], model=phase3.outputs["model"],
                        analysis=report.outputs["analysis"])

@@ -19,7 +19,10 @@ from padcore.errors import PadError
 
 DEFAULT_PATH = Path(__file__).with_name("placement.yaml")
 PLACEMENT_ENV = "PAD_PLACEMENT"
-STEPS = ("preprocess", "embed", "embed_merge", "pretrain", "align", "finetune", "analyze", "train", "leaderboard")
+STEPS = ("preprocess", "embed", "embed_merge", "pretrain", "align", "finetune", "analyze", "baselines_plan", "train",
+         "leaderboard", "compare", "publish", "recommend")
+# Steps whose result depends on the model store, not only on their inputs: a cached answer would be stale.
+UNCACHEABLE = ("compare", "publish")
 
 
 @dataclass
@@ -120,10 +123,14 @@ def load_placement(path: str | os.PathLike | None = None) -> Placement:
     unknown = sorted(set(steps_raw) - set(STEPS))
     if unknown:
         raise PadError(f"{path}: steps {unknown} are not pipeline steps; expected some of {list(STEPS)}")
-    steps = {s: _typed(StepPlacement, {**defaults, **(steps_raw.get(s) or {})}, f"{path}: steps.{s}") for s in STEPS}
+    steps = {s: _typed(StepPlacement, {**defaults, **({"caching": False} if s in UNCACHEABLE else {}),
+                                       **(steps_raw.get(s) or {})}, f"{path}: steps.{s}") for s in STEPS}
     for s, p in steps.items():
         if p.image not in images:
             raise PadError(f"{path}: steps.{s}.image is {p.image!r}; expected one of {sorted(images)}")
+        if s in UNCACHEABLE and p.caching:
+            raise PadError(f"{path}: steps.{s}.caching is true; {s} reads the model store, so a cached result would "
+                           "be stale: set caching: false")
     pipeline_root = raw.get("pipeline_root") or ""
     return Placement(
         images=dict(images),

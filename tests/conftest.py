@@ -27,14 +27,54 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def gcs_emulator():
-    """A `gcp-storage-emulator` server on 127.0.0.1 (in memory) for the whole session."""
+    """A `gcp-storage-emulator` server on 127.0.0.1 (in memory) for the whole session.
+
+    The emulator ignores upload preconditions; `_enforce_generation_match` adds GCS's
+    rule for `ifGenerationMatch`, so compare-and-swap is tested through the real client.
+    """
     from gcp_storage_emulator.server import create_server
 
+    _enforce_generation_match()
     port = free_port()
     server = create_server("127.0.0.1", port, in_memory=True)
     server.start()
     yield server, f"http://127.0.0.1:{port}"
     server.stop()
+
+
+def _enforce_generation_match() -> None:
+    """Make the emulator's uploads answer 412 when `ifGenerationMatch` is not the object's generation (0 = absent).
+
+    Its server handles one request at a time, so the check and the write cannot interleave.
+    """
+    from http import HTTPStatus
+
+    from gcp_storage_emulator import server
+    from gcp_storage_emulator.exceptions import NotFound
+    from gcp_storage_emulator.handlers import objects
+
+    insert = getattr(objects.insert, "unchecked", objects.insert)
+
+    def checked(request, response, storage, *args, **kwargs):
+        want = request.query.get("ifGenerationMatch")
+        if want:
+            name = request.query["name"][0] if "name" in request.query else request.data["meta"]["name"]
+            try:
+                have = storage.get_file_obj(request.params["bucket_name"], name)["generation"]
+            except NotFound:
+                have = "0"
+            if str(have) != want[0]:
+                response.status = HTTPStatus.PRECONDITION_FAILED
+                response.json({"error": {"code": 412, "message": "conditionNotMet"}})
+                return None
+        return insert(request, response, storage, *args, **kwargs)
+
+    checked.unchecked = insert
+    objects.insert = checked
+    for _, handlers in server.HANDLERS:
+        for method, handler in handlers.items():
+            if handler is insert:
+                handlers[method] = checked
 
 
 @pytest.fixture
@@ -138,6 +178,14 @@ def make_dataset(tmp_path) -> Callable[..., Dataset]:
         return ds
 
     return make
+
+
+@pytest.fixture(scope="session")
+def shop(tmp_path_factory) -> dict[str, Path]:
+    """Last month's and this month's tiny PAD models of one synthetic shop (see tests/shop.py)."""
+    from shop import train_shop
+
+    return train_shop(tmp_path_factory.mktemp("shop"), _synthetic_raw(n_users=300, n_items=60, seed=3))
 
 
 def id_model(cfg, n_items: int, max_len: int):

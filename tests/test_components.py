@@ -213,3 +213,40 @@ def test_option_helpers():
     assert training_options({}, epochs=3)["epochs"] == 3
     with pytest.raises(PadError, match=r"\['backbone'\]"):
         training_options({"backbone": "gru4rec"}, backbone="sasrec")
+
+
+def test_compare_publish_recommend(chain, tmp_path):
+    """The store block: no champion -> publish (promoted) -> recommend; then the same model is not better than itself."""
+    import pyarrow.parquet as pq
+
+    from components.compare import compare
+    from components.publish import publish
+    from components.recommend import recommend
+    from padcore.dataset import load_dataset
+    from padcore.store import Store
+
+    store = str(tmp_path / "store")
+    model = chain["finetune"]["model"]
+    inputs = dict(dataset=chain["dataset"], text=chain["text"], model=model)
+    first = dict(comparison=artifact(Artifact, tmp_path / "c1", "comparison"),
+                 metrics=artifact(Metrics, tmp_path / "c1", "metrics"), summary=artifact(Markdown, tmp_path / "c1", "summary"))
+    assert compare.python_func(**inputs, **first, store=store) == "publish"
+    assert first["metrics"].metadata["publish"] == 1.0 and "champion-ndcg@10" not in first["metrics"].metadata
+    assert "no champion yet" in Path(first["summary"].path).read_text()
+    metrics = artifact(Metrics, tmp_path / "p", "metrics")
+    version = publish.python_func(**inputs, comparison=first["comparison"], metrics=metrics, store=store)
+    assert Store(store).champion() == version and metrics.metadata == {"promoted": 1.0}
+    rec = dict(recommendations=artifact(Dataset, tmp_path / "r", "recommendations"),
+               metrics=artifact(Metrics, tmp_path / "r", "metrics"))
+    recommend.python_func(**inputs, **rec, k=3)
+    table = pq.read_table(rec["recommendations"].path).to_pandas()
+    ds = load_dataset(chain["dataset"].path)
+    assert len(table) == 3 * ds.n_users and rec["metrics"].metadata["users"] == ds.n_users
+
+    second = dict(comparison=artifact(Artifact, tmp_path / "c2", "comparison"),
+                  metrics=artifact(Metrics, tmp_path / "c2", "metrics"), summary=artifact(Markdown, tmp_path / "c2", "summary"))
+    assert compare.python_func(**inputs, **second, store=store) == "keep"
+    logged = second["metrics"].metadata
+    assert logged["publish"] == 0.0 and logged["champion-ndcg@10"] == logged["challenger-ndcg@10"]
+    md = Path(second["summary"].path).read_text()
+    assert f"Champion `{version}`" in md and "keep the champion" in md

@@ -57,7 +57,7 @@ def test_images_take_nothing_from_the_build_stages_but_the_venv():
                              re.M | re.S))
     assert {name for name, body in stages.items() if "pad-build" in body} == {"build"}
     assert f"COPY {build.BUILD_INPUTS}/ /tmp/pad-build/" in stages["build"] and "/tmp/pad-build/wheels" in build.WHEELS_PIP
-    for target in build.TARGETS:
+    for target in build.ALL_TARGETS:
         assert re.findall(r"^COPY .*$", stages[target], re.M) == [f"COPY --from={target}-venv /opt/venv /opt/venv"]
 
 
@@ -103,16 +103,18 @@ def test_tags_are_version_and_sha_never_latest():
 def test_dockerfile_targets_match_the_placement_images():
     text = (ROOT / "docker" / "Dockerfile").read_text()
     images = set(re.findall(r"^FROM base AS ([\w-]+)$", text, re.M)) - {"build"}  # the runtime stages
-    assert images == set(build.TARGETS) == set(load_placement().images)
+    assert images == set(build.ALL_TARGETS) and set(build.TARGETS) == set(load_placement().images)
     # every image ends as the non-root user, and pins the torch the project pins
     stages = {re.match(r"\S+ AS ([\w-]+)", s).group(1): s for s in re.split(r"^FROM ", text, flags=re.M)[1:]}
-    for name in build.TARGETS:
+    for name in build.ALL_TARGETS:
         assert stages[name].rstrip().splitlines()[-2:] == ["USER 1000:1000", "WORKDIR /home/pad"], name
     torch_pin = re.search(r'"torch==([\d.]+)"', (ROOT / "pyproject.toml").read_text()).group(1)
     assert f"ARG TORCH={torch_pin}" in text
-    assert '"/tmp/pad-src[llm2vec]"' in stages["llm2vec-venv"]
-    assert "whl/cpu" in stages["cpu-venv"] and "whl/cu" in stages["cuda-torch"]
+    assert '"/tmp/pad-src[llm2vec]"' in stages["llm2vec-venv"] and '"/tmp/pad-src[serve]"' in stages["serve-venv"]
+    assert "whl/cpu" in stages["cpu-torch"] and "whl/cu" in stages["cuda-torch"]
     assert not text.startswith("# syntax="), "BuildKit would fetch the syntax image from a registry"
+    # the predictor image (pad serve): the [serve] extra on CPU torch, non-root
+    assert "FROM cpu-torch AS serve-venv" in text and 'ENTRYPOINT ["pad", "serve"]' in stages["serve"]
 
 
 class FakeDocker:
@@ -171,6 +173,18 @@ def test_build_args_and_inputs_reach_the_engine(monkeypatch, placement, inputs):
     assert fake.buildargs == {"BASE": "pad.local/debian:bookworm-python3", "CPU_TORCH_PIP": build.WHEELS_PIP,
                               "CUDA_TORCH_PIP": build.WHEELS_PIP}
     assert {".pad-build/ca.crt", ".pad-build/wheels/sympy-1.14.0-py3-none-any.whl"} <= set(fake.context_names)
+
+
+def test_the_serve_image_is_built_but_not_placed(monkeypatch, placement, capsys):
+    import docker
+
+    fake, before = FakeDocker(), placement.read_text()
+    monkeypatch.setattr(docker, "from_env", lambda: fake)
+    assert build.main(["--registry", "pad.local", "--targets", "serve", "--no-push", "--placement", str(placement)]) == 0
+    ref = fake.calls[0][1]
+    assert fake.calls == [("build", ref, "serve", ".pad.Dockerfile")] and ref.startswith("pad.local/pad-serve:0.1.0-")
+    assert placement.read_text() == before
+    assert f"serve image: {ref}" in capsys.readouterr().out
 
 
 def test_no_engine_is_a_clear_error(monkeypatch, placement, capsys):

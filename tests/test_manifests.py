@@ -1,8 +1,9 @@
 """Every Kubernetes manifest in k8s/ passes `kubernetes-validate --strict`, offline.
 
 Excepted, because they are not Kubernetes API resources and have no schema to
-validate against: the kind cluster config (kind.x-k8s.io) and the kustomizations
-(kustomize.config.k8s.io). Those are checked here for what the pipeline relies on.
+validate against: the kind cluster config (kind.x-k8s.io), the kustomizations
+(kustomize.config.k8s.io) and KServe's InferenceService (a CRD). Those are
+checked here for what pad relies on; the predictor's container is validated as a Pod.
 """
 
 import shutil
@@ -17,7 +18,8 @@ import yaml
 from pipelines.placement import load_placement
 
 K8S = Path(__file__).resolve().parents[1] / "k8s"
-NOT_RESOURCES = {("kind.x-k8s.io/v1alpha4", "Cluster"), ("kustomize.config.k8s.io/v1beta1", "Kustomization")}
+NOT_RESOURCES = {("kind.x-k8s.io/v1alpha4", "Cluster"), ("kustomize.config.k8s.io/v1beta1", "Kustomization"),
+                 ("serving.kserve.io/v1beta1", "InferenceService")}
 VALIDATE = shutil.which("kubernetes-validate", path=str(Path(sys.executable).parent)) or "kubernetes-validate"
 
 
@@ -88,3 +90,21 @@ def test_pad_kustomization_lists_its_files_and_matches_the_placement():
     (binding,) = docs(K8S / "pad" / "role-binding.yaml")
     (account,) = docs(K8S / "pad" / "service-account.yaml")
     assert binding["subjects"][0]["name"] == account["metadata"]["name"]
+
+
+def test_inference_service_runs_pad_serve_on_the_store(tmp_path):
+    from pad.cli import build_parser
+
+    (isvc,) = docs(K8S / "serving" / "inferenceservice.yaml")
+    predictor = isvc["spec"]["predictor"]
+    (container,) = predictor["containers"]
+    assert container["name"] == "kserve-container" and "/pad-serve:" in container["image"]
+    args = build_parser().parse_args(["serve", *container["args"]])  # the image's entrypoint is `pad serve`
+    assert args.store.startswith("gs://") and args.port == container["ports"][0]["containerPort"] == 8080
+    assert container["readinessProbe"]["httpGet"]["path"] == f"/v1/models/{args.name}"
+    # the predictor is a pod spec: validate it as one
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pad-predictor"},
+           "spec": {k: v for k, v in predictor.items() if k not in ("minReplicas", "maxReplicas")}}
+    (tmp_path / "pod.yaml").write_text(yaml.safe_dump(pod))
+    result = validate(tmp_path / "pod.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr

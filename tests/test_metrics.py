@@ -7,7 +7,7 @@ import pandas as pd
 import torch
 
 from padcore.dataset import Dataset
-from padcore.metrics import UNREACHABLE, full_ranking_metrics, hit_ndcg, target_ranks
+from padcore.metrics import UNREACHABLE, full_ranking_metrics, hit_ndcg, target_ranks, top_k
 
 
 def brute_rank(scores: np.ndarray, target: int, history: list[int]) -> int:
@@ -71,3 +71,40 @@ def test_metrics_groups_and_buckets():
     assert m["groups"]["cold"]["users"] == 2
     assert m["groups"]["cold"]["ndcg@10"] == 100 * (1 / math.log2(5) + 1 / math.log2(3)) / 2
     assert [b["users"] for b in m["buckets"]] == [1, 3]
+
+
+def brute_top_k(scores: np.ndarray, history: list[int], k: int) -> list[int]:
+    """Items by score descending, then item_idx ascending, padding and history left out."""
+    excluded = set(history) | {0}
+    ranked = sorted((i for i in range(len(scores)) if i not in excluded), key=lambda i: (-scores[i], i))
+    return ranked[:k]
+
+
+def test_top_k_matches_brute_force_with_ties_and_history():
+    rng = np.random.default_rng(2)
+    scores = rng.normal(size=(30, 41)).round(1).astype(np.float32)  # rounding makes ties
+    scores[:3] = -np.abs(scores[:3])  # all-negative rows: the float ordering trick must hold below zero
+    history = rng.integers(0, 41, (30, 7))
+    items, values = top_k(torch.tensor(scores), torch.tensor(history), 10)
+    for u in range(30):
+        want = brute_top_k(scores[u], history[u].tolist(), 10)
+        assert items[u].tolist() == want
+        assert np.array_equal(values[u].numpy(), scores[u, want])
+
+
+def test_top_k_agrees_with_target_ranks():
+    """The item at position p of the list has evaluation rank p (no ties), so recommending and evaluating agree."""
+    rng = np.random.default_rng(3)
+    scores = torch.tensor(rng.normal(size=(8, 200)), dtype=torch.float32)
+    history = torch.tensor(rng.integers(0, 200, (8, 12)))
+    items, _ = top_k(scores, history, 20)
+    for p in range(20):
+        ranks = target_ranks(scores, items[:, p], history)
+        assert ranks.tolist() == [p] * 8
+
+
+def test_top_k_with_fewer_candidates_than_k():
+    scores = torch.tensor([[9.0, 1.0, 3.0, 2.0]])
+    items, values = top_k(scores, torch.tensor([[2]]), 5)
+    assert items.tolist() == [[3, 1, 0, 0, 0]]
+    assert values[0, :2].tolist() == [2.0, 1.0] and torch.isinf(values[0, 2:]).all()

@@ -190,3 +190,39 @@ def test_parse_params_and_cron():
     with pytest.raises(PadError, match="NAME=VALUE"):
         parse_params(["novalue"])
     assert check_cron(" 0  0 3 * * 1 ") == "0 0 3 * * 1"
+
+
+def test_schedule_sends_a_package_that_caches_nothing(kfp_server, tmp_path):
+    """A recurring run must retrain on new data: no step of what schedule uploads may be answered from the cache."""
+    from pipelines.client import cached_tasks
+
+    schedule(Submission(Endpoint(host=kfp_server.url), {"source": "files:gs://shop/log", "store": "gs://shop/models"}),
+             "0 0 3 * * 1")
+    (package,) = kfp_server.state["packages"]
+    sent = tmp_path / "sent.yaml"
+    sent.write_text(package)
+    assert cached_tasks(sent) == []
+    spec = next(yaml.safe_load_all(package))
+    prep = spec["root"]["dag"]["tasks"]["preprocess"]["inputs"]["parameters"]
+    assert prep["scheduled_time"]["runtimeValue"]["constant"] == "{{$.pipeline_job_schedule_time_utc}}"
+    (recurring,) = calls(kfp_server, "POST", "/recurringruns")
+    assert json.loads(recurring["body"])["runtime_config"]["parameters"] == {
+        "source": "files:gs://shop/log", "store": "gs://shop/models"}
+    # a one-off run of the same pipeline caches as configured: another package, another version
+    submit(Submission(Endpoint(host=kfp_server.url), {}))
+    assert len(kfp_server.state["packages"]) == 2
+    once = tmp_path / "once.yaml"
+    once.write_text(kfp_server.state["packages"][1])
+    assert cached_tasks(once)
+
+
+def test_schedule_refuses_a_package_that_caches(kfp_server, tmp_path):
+    from pipelines.client import compile_package
+
+    package = compile_package(tmp_path / "pad.yaml")
+    with pytest.raises(PadError, match="a recurring run would be answered from the cache"):
+        schedule(Submission(Endpoint(host=kfp_server.url), {}, package=str(package)), "0 0 3 * * 1")
+    assert kfp_server.calls == []
+    recurring = compile_package(tmp_path / "recurring.yaml", recurring=True)
+    schedule(Submission(Endpoint(host=kfp_server.url), {}, package=str(recurring)), "0 0 3 * * 1")
+    assert len(calls(kfp_server, "POST", "/recurringruns")) == 1

@@ -10,7 +10,8 @@ from padcore.errors import PadError
 from pipelines.client import compile_package
 from pipelines.placement import DEFAULT_PATH, STEPS, load_placement, set_images
 
-KINDS = {"preprocess", "embed", "embed-merge", "pretrain", "align", "finetune", "analyze"}
+KINDS = {"preprocess", "embed", "embed-merge", "pretrain", "align", "finetune", "analyze", "compare", "publish",
+         "recommend", "baselines-plan", "train", "leaderboard"}
 EDGES = {
     ("preprocess", "embed"), ("embed", "embed-merge"),
     ("preprocess", "pretrain"),
@@ -18,13 +19,23 @@ EDGES = {
     ("preprocess", "finetune"), ("embed-merge", "finetune"), ("pretrain", "finetune"), ("align", "finetune"),
     ("preprocess", "analyze"), ("embed-merge", "analyze"), ("pretrain", "analyze"), ("align", "analyze"),
     ("finetune", "analyze"),
+    # with a store: compare, then (if better) publish and recommend
+    ("preprocess", "compare"), ("embed-merge", "compare"), ("finetune", "compare"),
+    ("preprocess", "publish"), ("embed-merge", "publish"), ("finetune", "publish"), ("compare", "publish"),
+    ("preprocess", "recommend"), ("embed-merge", "recommend"), ("finetune", "recommend"),
+    # with baselines: each trained beside PAD from the same data, text and phase-1 model, then the leaderboard
+    ("preprocess", "train"), ("embed-merge", "train"), ("pretrain", "train"),
+    ("preprocess", "leaderboard"), ("pretrain", "leaderboard"), ("finetune", "leaderboard"), ("train", "leaderboard"),
 }
+GROUPS = ("for-loop", "condition")
 
 # A placement unlike the default in every respect the tests check, so nothing can pass by accident.
 CUSTOM = """
 images: {small: reg.example/pad-cpu:1.2.3-abc, big: reg.example/pad-gpu:1.2.3-abc, text: reg.example/pad-llm2vec:1.2.3-abc}
 defaults: {image: small, cpu: "1", memory: 2Gi, caching: true}
 steps:
+  compare: {caching: false}
+  publish: {caching: false}
   preprocess: {cpu: 3, memory: 5Gi}
   embed: {image: text, gpus: 2, retries: 4, backoff: 30s, backoff_factor: 3.0, backoff_max: 900s}
   pretrain: {image: big, gpus: 1, retries: 1, backoff: 10s}
@@ -65,41 +76,42 @@ def all_tasks(spec: dict) -> dict[str, tuple[str, dict, str]]:
 
 
 def edges(spec: dict) -> set[tuple[str, str]]:
-    """(producer kind, consumer kind) over artifact and parameter inputs, through the loop's sub-DAG."""
+    """(producer kind, consumer kind) over artifact and parameter inputs, through loops and conditions."""
     tasks = all_tasks(spec)
-    loop_of = {f"comp-{kind}": name for name, (kind, _, _) in tasks.items() if kind.startswith("for-loop")}
+    runner = {task["componentRef"]["name"]: name for name, (kind, task, _) in tasks.items() if kind.startswith(GROUPS)}
 
     def producers(task_name: str) -> set[str]:
-        kind, task, dag_name = tasks[task_name]
-        if kind.startswith("for-loop"):  # the loop stands for the tasks inside it
+        kind, task, _ = tasks[task_name]
+        if kind.startswith(GROUPS):  # a group stands for the tasks inside it
             inner = [n for n, (_, _, d) in tasks.items() if d == task["componentRef"]["name"]]
-            return {k for n in inner for k in [tasks[n][0]] if not k.startswith("for-loop")}
+            return {k for n in inner for k in producers(n)}
         return {kind}
+
+    def sources(ref: dict, dag_name: str) -> set[str]:
+        src = ref.get("taskOutputArtifact") or ref.get("taskOutputParameter")
+        if src:
+            return producers(src["producerTask"])
+        name = ref.get("componentInputArtifact") or ref.get("componentInputParameter")
+        if name and dag_name != "root":  # an input handed into a group: follow it to the group task's own inputs
+            _, group, parent_dag = tasks[runner[dag_name]]
+            outer = {**group["inputs"].get("artifacts", {}), **group["inputs"].get("parameters", {})}
+            return sources(outer[name], parent_dag) if name in outer else set()
+        return set()
 
     found = set()
     for name, (kind, task, dag_name) in tasks.items():
-        if kind.startswith("for-loop"):
+        if kind.startswith(GROUPS):
             continue
         refs = list(task.get("inputs", {}).get("artifacts", {}).values())
         refs += list(task.get("inputs", {}).get("parameters", {}).values())
-        for ref in refs:
-            if "taskOutputArtifact" in ref or "taskOutputParameter" in ref:
-                producer = (ref.get("taskOutputArtifact") or ref["taskOutputParameter"])["producerTask"]
-                found |= {(p, kind) for p in producers(producer)}
-            elif dag_name != "root" and ("componentInputArtifact" in ref or "componentInputParameter" in ref):
-                # an input handed into the loop: follow it to the loop task's own inputs in the root DAG
-                loop = tasks[loop_of[dag_name]][1]
-                outer = {**loop["inputs"].get("artifacts", {}), **loop["inputs"].get("parameters", {})}
-                src = outer.get(ref.get("componentInputArtifact") or ref.get("componentInputParameter"), {})
-                src = src.get("taskOutputArtifact") or src.get("taskOutputParameter")
-                if src:
-                    found |= {(p, kind) for p in producers(src["producerTask"])}
-    # the loop iterates over preprocess's shard list
+        found |= {(p, kind) for ref in refs for p in sources(ref, dag_name)}
+    # the embedding loop iterates over preprocess's shard list (the baselines loop over a run parameter)
     for name, (kind, task, _) in tasks.items():
         if kind.startswith("for-loop"):
             items = task["parameterIterator"]["items"]["inputParameter"]
-            src = task["inputs"]["parameters"][items]["taskOutputParameter"]["producerTask"]
-            found |= {(tasks[src][0], k) for k in producers(name)}
+            src = task["inputs"]["parameters"][items].get("taskOutputParameter")
+            if src:
+                found |= {(tasks[src["producerTask"]][0], k) for k in producers(name)}
     return found
 
 
@@ -109,7 +121,7 @@ def executor_kind(executor: str) -> str:
 
 def test_default_package_has_the_steps_and_edges(tmp_path):
     spec, _, _ = compiled(tmp_path)
-    kinds = {kind for kind, _, _ in all_tasks(spec).values() if not kind.startswith("for-loop")}
+    kinds = {kind for kind, _, _ in all_tasks(spec).values() if not kind.startswith(GROUPS)}
     assert kinds == KINDS
     assert {executor_kind(e) for e in spec["deploymentSpec"]["executors"]} == KINDS
     assert edges(spec) == EDGES
@@ -123,17 +135,20 @@ def test_run_parameters_and_defaults(tmp_path):
     assert defaults["backbone"] == "sasrec" and defaults["loss"] == "bce"
     assert defaults["gamma"] == 0.2 and defaults["buckets"] == 10 and defaults["embed_shards"] == 1
     assert {"epochs", "seed", "device", "max_len", "min_len", "train_options", "analyze_options"} <= set(params)
+    assert defaults["store"] == "" and defaults["min_gain"] == 0.0 and defaults["force"] is False
+    assert defaults["as_of"] == "" and defaults["top_k"] == 10
 
 
 def test_embedding_fans_out_and_merges(tmp_path):
     spec, _, _ = compiled(tmp_path)
     tasks = all_tasks(spec)
-    (loop,) = [t for k, t, _ in tasks.values() if k.startswith("for-loop")]
+    (name, loop), = [(n, t) for n, (k, t, _) in tasks.items() if k.startswith("for-loop") and tasks["embed"][2] ==
+                     t["componentRef"]["name"]]
     assert "parameterIterator" in loop
     assert [k for k, _, d in tasks.values() if d == loop["componentRef"]["name"]] == ["embed"]
     merge = tasks["embed-merge"][1]
     parts = merge["inputs"]["artifacts"]["parts"]["taskOutputArtifact"]
-    assert parts["producerTask"] == next(n for n, (k, _, _) in tasks.items() if k.startswith("for-loop"))
+    assert parts["producerTask"] == name
     assert spec["components"]["comp-embed-merge"]["inputDefinitions"]["artifacts"]["parts"]["isArtifactList"]
 
 
@@ -142,7 +157,7 @@ def test_placement_follows_the_configuration(tmp_path, custom):
     spec, platform, placement = compiled(tmp_path, CUSTOM if custom else None)
     executors = spec["deploymentSpec"]["executors"]
     gpu = {s.replace("_", "-") for s in placement.gpu_steps()}
-    assert gpu == ({"embed", "pretrain", "finetune"} if custom else {"embed", "pretrain", "align", "finetune"})
+    assert gpu == ({"embed", "pretrain", "finetune"} if custom else {"embed", "pretrain", "align", "finetune", "train"})
     for name, executor in executors.items():
         step = executor_kind(name).replace("-", "_")
         container, p = executor["container"], placement.steps[step]
@@ -176,7 +191,7 @@ def test_placement_follows_the_configuration(tmp_path, custom):
 def test_caching_and_retries_as_configured(tmp_path, custom):
     spec, _, placement = compiled(tmp_path, CUSTOM if custom else None)
     for name, (kind, task, _) in all_tasks(spec).items():
-        if kind.startswith("for-loop"):
+        if kind.startswith(GROUPS):
             continue
         p = placement.steps[kind.replace("-", "_")]
         assert task.get("cachingOptions", {}).get("enableCache", False) is p.caching, name
@@ -208,13 +223,14 @@ def test_compile_verb(tmp_path, capsys):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("images: {cpu: a}\nsteps: {train: {}}\n", "steps ['train'] are not pipeline steps"),
+        ("images: {cpu: a}\nsteps: {trian: {}}\n", "steps ['trian'] are not pipeline steps"),
         ("images: {cpu: a}\nsteps: {embed: {image: gpu}}\n", "steps.embed.image is 'gpu'"),
         ("images: {cpu: a}\nsteps: {embed: {gpus: one}}\n", "steps.embed.gpus: expected int"),
         ("images: {cpu: a}\nsteps: {embed: {gpu: 1}}\n", "unknown field(s) ['gpu']"),
         ("images: {cpu: a}\ngpu_pool: {selector: {}}\n", "gpu_pool: unknown field(s) ['selector']"),
         ("images: {}\n", "field 'images'"),
         ("image: {cpu: a}\n", "unknown top-level field(s) ['image']"),
+        ("images: {cpu: a}\nsteps: {publish: {caching: true}}\n", "steps.publish.caching is true"),
     ],
 )
 def test_bad_placement_is_named(tmp_path, text, message):
@@ -242,3 +258,77 @@ def test_set_images_rewrites_only_the_images(tmp_path):
 
 def test_every_step_is_placed():
     assert set(load_placement().steps) == set(STEPS)
+
+
+def test_a_store_gates_publishing_on_the_comparison(tmp_path):
+    spec, _, _ = compiled(tmp_path)
+    tasks = all_tasks(spec)
+    groups = {name: task for name, (kind, task, _) in tasks.items() if kind.startswith("condition")}
+    outer = next(t for t in groups.values() if tasks["compare"][2] == t["componentRef"]["name"])
+    assert tasks[next(n for n, t in groups.items() if t is outer)][2] == "root"
+    assert outer["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--store'] != ''"
+    inner = next(t for t in groups.values() if tasks["publish"][2] == t["componentRef"]["name"])
+    assert inner["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--compare-Output'] == 'publish'"
+    assert inner["inputs"]["parameters"]["pipelinechannel--compare-Output"]["taskOutputParameter"] == {
+        "producerTask": "compare", "outputParameterKey": "Output"}
+    assert tasks["publish"][2] == tasks["recommend"][2] == inner["componentRef"]["name"]
+    assert tasks["recommend"][1]["dependentTasks"] == ["publish"]
+    # everything the store block uses comes from the new run: the final model, its dataset and text
+    model = lambda task: tasks[task][1]["inputs"]["artifacts"]["model"]["componentInputArtifact"]
+    assert model("compare") == model("publish") == model("recommend") == "pipelinechannel--finetune-model"
+    params = lambda task: tasks[task][1]["inputs"]["parameters"]
+    assert params("compare")["store"] == params("publish")["store"] == {"componentInputParameter": "pipelinechannel--store"}
+    assert params("recommend")["k"] == {"componentInputParameter": "pipelinechannel--top_k"}
+
+
+def test_recurring_package_caches_nothing_and_bounds_the_data_by_the_schedule(tmp_path):
+    from pipelines.client import cached_tasks
+
+    normal, recurring = tmp_path / "normal.yaml", tmp_path / "recurring.yaml"
+    compile_package(normal)
+    compile_package(recurring, recurring=True)
+    assert cached_tasks(normal), "one-off runs cache as the placement says"
+    assert cached_tasks(recurring) == []
+    spec = next(yaml.safe_load_all(recurring.read_text()))
+    for name, (kind, task, _) in all_tasks(spec).items():  # every task of every DAG, groups included
+        assert task.get("cachingOptions", {}).get("enableCache", False) is False, name
+    prep = all_tasks(spec)["preprocess"][1]["inputs"]["parameters"]
+    assert prep["scheduled_time"]["runtimeValue"]["constant"] == "{{$.pipeline_job_schedule_time_utc}}"
+    assert prep["as_of"] == {"componentInputParameter": "as_of"}
+    once = all_tasks(next(yaml.safe_load_all(normal.read_text())))["preprocess"][1]["inputs"]["parameters"]
+    assert once["scheduled_time"]["runtimeValue"]["constant"] == ""
+
+
+def test_compile_verb_recurring(tmp_path):
+    from pipelines.client import cached_tasks
+
+    assert main(["pipeline", "compile", "--recurring", "--out", str(tmp_path / "r.yaml")]) == 0
+    assert cached_tasks(tmp_path / "r.yaml") == []
+
+
+def test_baselines_fan_out_beside_pad_and_meet_in_the_leaderboard(tmp_path):
+    spec, executors, placement = compiled(tmp_path)
+    tasks = all_tasks(spec)
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["baselines"]["parameterType"] == "LIST" and params["baselines"].get("defaultValue") == []
+    group = next(task for kind, task, dag in tasks.values() if kind.startswith("condition")
+                 and tasks["leaderboard"][2] == task["componentRef"]["name"])
+    # a CPU step checks the names first; nothing of it runs without baselines
+    assert group["triggerPolicy"]["condition"] == \
+        "inputs.parameter_values['pipelinechannel--baselines-plan-Output'] == 'train'"
+    assert tasks["baselines-plan"][2] == "root"
+    loop = next(task for kind, task, dag in tasks.values() if kind.startswith("for-loop")
+                and tasks["train"][2] == task["componentRef"]["name"])
+    assert tasks[next(n for n, (_, t, _) in tasks.items() if t is loop)][2] == group["componentRef"]["name"]
+    iterator = loop["parameterIterator"]["items"]["inputParameter"]
+    assert loop["inputs"]["parameters"][iterator] == {"componentInputParameter": "pipelinechannel--baselines"}
+    train = tasks["train"][1]
+    assert train["inputs"]["parameters"]["name"]["componentInputParameter"].endswith("loop-item")
+    # the models the leaderboard ranks: every baseline (collected from the loop), phase 1 and PAD
+    board = tasks["leaderboard"][1]["inputs"]["artifacts"]
+    assert board["baselines"]["taskOutputArtifact"] == {"producerTask": next(
+        n for n, (_, t, _) in tasks.items() if t is loop), "outputArtifactKey": "pipelinechannel--train-model"}
+    # each baseline is a GPU step, as the placement says
+    resources = spec["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]
+    assert resources["accelerator"]["resourceCount"] == str(placement.steps["train"].gpus)
+    assert "exec-train" in executors and "exec-leaderboard" not in executors  # only GPU steps get the pool

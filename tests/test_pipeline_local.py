@@ -19,9 +19,12 @@ PARAMS = {
     "embed_shards": 2,
     "train_options": {"dim": 16, "layers": 1, "patience": 1, "batch_size": 64},
     "analyze_options": {"min_pairs": 5},
+    "baselines": ["hybrid", "morec"],
 }
+BASELINES = ("for-loop-3-iteration-0/train", "for-loop-3-iteration-1/train")
 TASKS = {"preprocess", "for-loop-1-iteration-0/embed", "for-loop-1-iteration-1/embed", "embed-merge", "pretrain",
-         "align", "finetune", "analyze"}
+         "align", "finetune", "analyze", "compare", "publish", "recommend", "baselines-plan", *BASELINES,
+         "leaderboard"}
 OUTPUTS = {  # task -> output artifacts written to disk (Metrics live in the executor output)
     "preprocess": {"dataset", "summary"},
     "for-loop-1-iteration-0/embed": {"text"},
@@ -31,6 +34,10 @@ OUTPUTS = {  # task -> output artifacts written to disk (Metrics live in the exe
     "align": {"model", "results", "plots"},
     "finetune": {"model", "results", "plots"},
     "analyze": {"analysis", "report", "plots"},
+    "compare": {"comparison", "summary"},
+    "recommend": {"recommendations"},
+    **{task: {"model", "results", "plots"} for task in BASELINES},
+    "leaderboard": {"results", "plots"},
 }
 
 
@@ -49,7 +56,8 @@ def local_run(tmp_path_factory):
     raw.interactions.to_csv(root / "source" / "interactions.csv", index=False)
     raw.items.to_csv(root / "source" / "items.csv", index=False)
     with private_data_home(root / "home"):
-        run = run_local({"source": f"files:{root / 'source'}", **PARAMS}, out=root / "runs")
+        run = run_local({"source": f"files:{root / 'source'}", "store": str(root / "store"), **PARAMS},
+                        out=root / "runs")
     assert (root / "home" / "text-cache").is_dir()
     return run
 
@@ -57,10 +65,13 @@ def local_run(tmp_path_factory):
 def test_every_step_ran_and_succeeded(local_run):
     steps = [name for name, _, _ in local_run.steps]
     assert sorted(steps) == sorted(["preprocess", "embed", "embed", "embed-merge", "pretrain", "align", "finetune",
-                                    "analyze"])
+                                    "analyze", "compare", "publish", "recommend", "baselines-plan", "train", "train",
+                                    "leaderboard"])
     assert all(status == "SUCCESS" for _, _, status in local_run.steps)
     assert steps.index("embed-merge") > max(i for i, s in enumerate(steps) if s == "embed")
-    assert steps.index("finetune") > steps.index("align") > steps.index("pretrain") and steps[-1] == "analyze"
+    assert steps.index("finetune") > steps.index("align") > steps.index("pretrain")
+    assert steps.index("recommend") > steps.index("publish") > steps.index("compare") > steps.index("finetune")
+    assert steps.index("leaderboard") > max(i for i, s in enumerate(steps) if s in ("train", "finetune"))
 
 
 def test_every_artifact_is_where_the_run_says(local_run):
@@ -69,7 +80,8 @@ def test_every_artifact_is_where_the_run_says(local_run):
         task, output = name.rsplit("/", 1)
         assert path.exists(), name
         found.setdefault(task, set()).add(output)
-    assert set(found) == TASKS
+    # publish writes into the store and the plan is a parameter: no files of their own
+    assert set(found) == TASKS - {"publish", "baselines-plan"}
     for task, outputs in OUTPUTS.items():
         assert found[task] == outputs, task
     assert set(local_run.outputs) == {"dataset", "text", "id_model", "align_model", "model", "analysis"}
@@ -109,11 +121,16 @@ def test_metrics_in_the_ui_match_the_models(local_run):
     assert executor_metrics(run_dir, "preprocess")["n_users"] == ds_meta["n_users"]
     assert executor_metrics(run_dir, "embed-merge")["shards"] == 2
     assert any(k.startswith("tau") for k in executor_metrics(run_dir, "analyze"))
+    board = executor_metrics(run_dir, "leaderboard")  # every model's figures, by its name in the table
+    for task, name in zip(BASELINES, ("Hybrid", "MoRec")):
+        saved = json.loads((run_dir / task / "model" / "metrics.json").read_text())["test"]
+        assert board[f"{name}: HR@10"] == round(saved["hr@10"], 4) == executor_metrics(run_dir, task)["hr@10"]
+    assert {"SASRec: nDCG@10", "PAD: nDCG@10"} <= set(board)
 
 
 def test_report_has_the_table_times_and_paths(local_run):
     text = report(local_run)
-    assert "| Dataset | Metric | SASRec | Align expert | PAD | Impr. |" in text
+    assert "| Dataset | Metric | SASRec | Hybrid | MoRec | alignment expert | PAD | Impr. |" in text
     pad_hr = json.loads((local_run.outputs["model"] / "metrics.json").read_text())["test"]["hr@10"]
     assert f"{pad_hr:.4f}" in text
     assert "Kendall's tau-b" in text and "text vs align:align.text" in text
@@ -121,6 +138,23 @@ def test_report_has_the_table_times_and_paths(local_run):
         assert re.search(rf"^  {step}\s+\d+\.\d s  success$", text, re.M), step
     for name, path in local_run.artifacts():
         assert f"{name}" in text and str(path) in text
+    version = json.loads((local_run.run_dir / "publish" / "executor_output.json").read_text())["parameterValues"]["Output"]
+    assert "(no champion yet)" in text and f"published version {version}" in text
+
+
+def test_a_run_with_a_store_publishes_and_recommends(local_run):
+    import pyarrow.parquet as pq
+
+    from padcore.dataset import load_dataset
+    from padcore.store import Store
+
+    store = Store(local_run.run_dir.parent.parent / "store")
+    (manifest,) = store.versions()
+    assert store.champion() == manifest["version"]
+    assert manifest["dataset"]["id"] == load_dataset(local_run.outputs["dataset"]).dataset_id
+    assert manifest["parents"]["model"] == str(local_run.outputs["model"])
+    rec = pq.read_table(local_run.run_dir / "recommend" / "recommendations").to_pandas()
+    assert len(rec) == 10 * load_dataset(local_run.outputs["dataset"]).n_users
 
 
 def test_a_failing_step_is_named(tmp_path, capsys):
@@ -209,23 +243,28 @@ def test_a_step_container_reports_its_exit_code_and_goes(code, capsys):
 
 def test_the_docker_runner_mounts_the_data_and_names_missing_images(tmp_path, monkeypatch):
     import pipelines.containers
-    from pipelines.containers import docker_runner, local_folder
+    from pipelines.containers import docker_runner, local_folders
     from pipelines.placement import load_placement
 
     placement = load_placement()
     monkeypatch.setenv("PAD_DATA_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(pipelines.containers, "engine", lambda: FakeEngine(images=[placement.images["cpu"]]))
     with pytest.raises(PadError, match=rf"has no image .*{placement.images['gpu']}.*docker/build.py --registry"):
-        docker_runner(placement, None, {})
+        docker_runner(placement, [], {})
     monkeypatch.setattr(pipelines.containers, "engine", lambda: FakeEngine(images=placement.images.values()))
     (tmp_path / "shop").mkdir()
     monkeypatch.chdir(tmp_path)
-    folder = local_folder("files:shop")
-    assert folder == tmp_path / "shop" and local_folder("files:gs://b/shop") is None and local_folder("prime_pantry") is None
-    runner = docker_runner(placement, folder, {"OMP_NUM_THREADS": "1"})
+    params, folders = local_folders({"source": "files:shop", "store": "runs/store", "seed": 1})
+    shop, store = tmp_path / "shop", tmp_path / "runs" / "store"
+    assert params == {"source": f"files:{shop}", "store": str(store), "seed": 1} and store.is_dir()
+    assert folders == [(shop, False), (store, True)]
+    assert local_folders({"source": "files:gs://b/shop", "store": "gs://b/store"})[1] == []
+    with pytest.raises(PadError, match="folder .*missing not found"):
+        local_folders({"source": "files:missing"})
+    runner = docker_runner(placement, folders, {"OMP_NUM_THREADS": "1"})
     mounts = {m["Source"]: (m["Target"], m["ReadOnly"]) for m in runner.container_run_args["mounts"]}
     home = str(tmp_path / "home")
-    assert mounts == {home: (home, False), str(folder): (str(folder), True)}
+    assert mounts == {home: (home, False), str(shop): (str(shop), True), str(store): (str(store), False)}
     assert runner.container_run_args["environment"] == {"OMP_NUM_THREADS": "1", "PAD_DATA_HOME": home}
     assert runner.container_run_args["user"] == f"{os.getuid()}:{os.getgid()}"
 

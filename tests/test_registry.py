@@ -177,3 +177,11 @@ def test_llmesr_views_pca_neighbours_and_causality(world, trained):
     with torch.no_grad():
         a, b = model.states(seq), model.states(later)
     assert all(torch.allclose(x[:, :3], y[:, :3], atol=1e-6) for x, y in zip(a, b))  # no position sees the future
+
+
+def test_a_whole_model_artifact_names_its_own_stages_relatively(trained):
+    folder = trained["make"]  # the artifact moved from its work folder to its place: paths must survive that
+    assert json.loads((folder / "meta.json").read_text())["parents"] == {"morec": "stages/morec"}
+    pad = json.loads((trained["pad"] / "stages" / "align" / "meta.json").read_text())
+    assert pad["parents"] == {"pretrain": "../pretrain"}
+    assert (trained["pad"] / "stages" / "align" / pad["parents"]["pretrain"] / "metrics.json").is_file()

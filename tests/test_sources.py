@@ -468,3 +468,97 @@ def test_prime_pantry_release(tmp_path):
     assert ds.meta["input_hashes"] == {
         n: sources.PRIME_PANTRY_FILES[n] for n in ("Prime_Pantry_cleaned_history.csv", "metadata_Prime_Pantry.csv")
     }
+
+
+# ---------------------------------------------------------------- as_of and dated partitions
+
+DAYS = {  # partition -> rows (user, item, ISO time); u1 and u2 each have two interactions a day
+    "2026-11-28": [("u1", "a", "2026-11-28T08:00:00Z"), ("u2", "b", "2026-11-28T09:00:00Z"),
+                   ("u1", "c", "2026-11-28T10:00:00Z"), ("u2", "d", "2026-11-28T11:00:00Z")],
+    "2026-11-29": [("u1", "b", "2026-11-29T08:00:00Z"), ("u2", "a", "2026-11-29T09:00:00Z"),
+                   ("u1", "d", "2026-11-29T13:00:00Z"), ("u2", "c", "2026-11-29T14:00:00Z")],
+    "2026-11-30": [("u1", "e", "2026-11-30T08:00:00Z"), ("u2", "e", "2026-11-30T09:00:00Z")],
+}
+
+
+def write_partitions(folder: Path) -> Path:
+    """items.csv + interactions/date=.../ with a CSV and a Parquet file on the 29th, and marker files to skip."""
+    folder.mkdir(parents=True)
+    ITEMS.to_csv(folder / "items.csv", index=False)
+    for day, rows in DAYS.items():
+        part = folder / "interactions" / f"date={day}"
+        part.mkdir(parents=True)
+        df = pd.DataFrame(rows, columns=["user", "item", "timestamp"])
+        if day == "2026-11-29":
+            df.iloc[:2].to_csv(part / "a.csv", index=False)
+            df.iloc[2:].to_parquet(part / "b.parquet", index=False)
+        else:
+            df.to_csv(part / "part-0.csv", index=False)
+        (part / "_SUCCESS").write_text("")
+    return folder
+
+
+def expected(as_of: str | None) -> dict[str, list[str]]:
+    """The sequences by an independent filter of the rows."""
+    rows = [r for day in DAYS.values() for r in day]
+    if as_of:
+        rows = [r for r in rows if pd.Timestamp(r[2]) <= pd.Timestamp(as_of)]
+    out: dict[str, list[str]] = {}
+    for user, item, _ in sorted(rows, key=lambda r: (r[0], r[2])):
+        out.setdefault(user, []).append(item)
+    return out
+
+
+@pytest.mark.parametrize("where", ["local", "gcs"])
+@pytest.mark.parametrize("as_of", [None, "2026-11-29T12:00:00Z", "2026-11-29"])
+def test_dated_partitions_up_to_as_of(tmp_path, request, where, as_of):
+    local = write_partitions(tmp_path / "shop")
+    location = str(local)
+    if where == "gcs":
+        bucket = request.getfixturevalue("gcs").create_bucket("logs")
+        for p in local.rglob("*"):
+            if p.is_file():
+                bucket.blob(f"shop/{p.relative_to(local)}").upload_from_filename(str(p))
+        location = "gs://logs/shop"
+    raw = load_source(f"files:{location}", as_of)
+    read = {k.split("/")[1] for k in raw.input_hashes if k.startswith("interactions/")}
+    # a date alone is the end of that day; the 30th is never read before its day
+    assert read == ({"date=2026-11-28", "date=2026-11-29"} if as_of else set(f"date={d}" for d in DAYS))
+    assert raw.interactions_file == f"{location}/interactions"
+    ds = build_dataset(raw, Protocol(min_len=3), as_of)
+    bound = "2026-11-29T23:59:59.999999999Z" if as_of == "2026-11-29" else as_of
+    assert seqs(ds) == expected(bound)
+    assert ds.meta["as_of"] == (pd.Timestamp(bound).isoformat() if as_of else None)
+
+
+def test_as_of_with_numeric_timestamps(tmp_path):
+    inter = INTERACTIONS.drop(columns="rating").assign(timestamp=INTERACTIONS["timestamp"] * 86_400)  # days -> seconds
+    raw = load_source(f"files:{write_folder(tmp_path / 'shop', 'csv', inter)}")
+    # u1: d@1 c@2 b@3 e@4 a@5 a@6 (days); u2: b@1 d@2 a@3 c@4 e@5
+    kept = build_dataset(raw, Protocol(min_len=3), str(4 * 86_400))  # a number: the data's own unit
+    assert seqs(kept) == {"u1": ["d", "c", "b", "e"], "u2": ["b", "d", "a", "c"]}
+    as_date = build_dataset(raw, Protocol(min_len=3), "1970-01-05")  # a date: Unix seconds, up to the end of Jan 5th
+    assert seqs(as_date) == seqs(kept)
+    with pytest.raises(PadError, match="no interaction is stamped at or before as_of"):
+        build_dataset(raw, Protocol(min_len=3), "1969-12-31")
+    with pytest.raises(PadError, match="as_of 'yesterday': expected an ISO 8601 date"):
+        build_dataset(raw, Protocol(min_len=3), "yesterday")
+
+
+def test_partition_errors_name_the_file(tmp_path, capsys):
+    folder = write_partitions(tmp_path / "shop")
+    pd.DataFrame([("u1", "zzz", "2026-11-29T20:00:00Z")], columns=["user", "item", "timestamp"]).to_csv(
+        folder / "interactions" / "date=2026-11-29" / "c.csv", index=False)
+    with pytest.raises(PadError, match=r"shop/interactions/date=2026-11-29/c.csv row 2: item 'zzz' is not in"):
+        build_dataset(load_source(f"files:{folder}"), Protocol(min_len=3))
+    (folder / "interactions" / "old").mkdir()
+    assert main(["preprocess", "--source", f"files:{folder}", "--out", str(tmp_path / "out"), "--as-of", "2026-11-28"]) == 2
+    assert "interactions/old: expected only partition folders date=YYYY-MM-DD" in capsys.readouterr().err
+    (folder / "interactions" / "old").rmdir()
+    assert main(["preprocess", "--source", f"files:{folder}", "--out", str(tmp_path / "out"), "--as-of", "2026-11-01"]) == 2
+    assert "no partition data file" in capsys.readouterr().err
+    assert main(["preprocess", "--source", f"files:{folder}", "--out", str(tmp_path / "out"), "--min-len", "3",
+                 "--as-of", "2026-11-28T10:30:00Z"]) == 2  # one interaction each: no user left
+    assert main(["preprocess", "--source", f"files:{folder}", "--out", str(tmp_path / "out"), "--min-len", "3",
+                 "--as-of", "2026-11-29T12:00:00Z"]) == 0
+    assert json.loads((tmp_path / "out" / "meta.json").read_text())["as_of"] == "2026-11-29T12:00:00+00:00"
