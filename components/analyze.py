@@ -19,11 +19,8 @@ def analyze(
     options: dict = {},
 ) -> None:
     """Compare the three phases' item spaces (Sec. 4.3) and publish the report and its plots."""
-    from components.base import typed_options
     from components.reports import publish_analysis
-    from padcore.analysis import AnalysisConfig
     from padcore.steps import analyze as step
 
-    opts = typed_options(options, AnalysisConfig())
-    result = step(dataset.path, text.path, id_model.path, align_model.path, final_model.path, analysis.path, **opts)
+    result = step(dataset.path, text.path, id_model.path, align_model.path, final_model.path, analysis.path, **options)
     publish_analysis(analysis.path, result, metrics, report, plots)

@@ -56,35 +56,50 @@ def shard_specs(shards: int) -> list[str]:
     """The `I/N` shard names the embedding fan-out iterates over."""
     from padcore.errors import PadError
 
-    if shards < 1:
-        raise PadError(f"parameter 'embed_shards' is {shards}; expected 1 or more")
+    if isinstance(shards, float) and shards.is_integer():
+        shards = int(shards)  # a KFP package's defaults carry every number as a float
+    if not isinstance(shards, int) or isinstance(shards, bool) or shards < 1:
+        raise PadError(f"parameter 'embed_shards' is {shards!r}; expected a whole number, 1 or more")
     return [f"{i}/{shards}" for i in range(shards)]
-
-
-def typed_options(options: dict, config) -> dict:
-    """Free-form options with KFP's JSON numbers turned back into ints where `config`'s field is an int.
-
-    A dict parameter travels as a protobuf Struct, where every number is a float.
-    """
-    defaults = {name: getattr(config, name) for name in options if hasattr(config, name)}
-    return {
-        k: int(v) if isinstance(v, float) and v.is_integer() and type(defaults.get(k)) is int else v
-        for k, v in options.items()
-    }
 
 
 def training_options(options: dict, **named) -> dict:
     """The step's `**options`: the named run parameters plus free-form `options` (TrainConfig fields).
 
-    `epochs` <= 0 means the training default (the rate schedule's length; early stopping may end sooner).
+    `epochs` 0 means the training default (the rate schedule's length; early stopping may end sooner).
     """
-    from padcore.config import TrainConfig
     from padcore.errors import PadError
 
-    if named.get("epochs", 1) <= 0:
+    if not isinstance(options, dict):
+        raise PadError(f"parameter 'options' is {options!r}; expected a mapping of training options, e.g. {{\"dim\": 128}}")
+    epochs = named.get("epochs")
+    if isinstance(epochs, (int, float)) and not isinstance(epochs, bool) and epochs <= 0:
+        if epochs < 0:
+            raise PadError(f"parameter 'epochs' is {epochs}; allowed: 0 (the training default) or more")
         named.pop("epochs")
-    options = typed_options(options, TrainConfig())
     clash = sorted(k for k in set(options) & set(named) if options[k] != named[k])
     if clash:
         raise PadError(f"parameter 'options' sets {clash}, which are run parameters of their own; set those instead")
     return {**options, **named}
+
+
+def check_parameters(*, encoder: str, backbone: str, loss: str, epochs: int, gamma: float, seed: int, device: str,
+                     train_options: dict, analyze_options: dict, baselines: list) -> None:
+    """Every run parameter a GPU step or the analysis uses, checked as those steps will check it.
+
+    The three phases of a run train with these same options (the later ones on
+    top of the earlier phase's, which these made), so one whole check covers them.
+    """
+    from padcore.analysis import AnalysisConfig
+    from padcore.config import TrainConfig
+    from padcore.encoders import check_name
+    from padcore.errors import PadError
+    from padcore.training import check_baselines
+
+    check_name(encoder)
+    if not isinstance(analyze_options, dict):
+        raise PadError(f"parameter 'analyze_options' is {analyze_options!r}; expected a mapping of analysis options")
+    TrainConfig.from_options(**training_options(train_options, backbone=backbone, loss=loss, epochs=epochs,
+                                                gamma=gamma, seed=seed, device=device))
+    AnalysisConfig.from_options(**analyze_options)
+    check_baselines(baselines)  # what baselines_plan checks too, here before any GPU step

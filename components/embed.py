@@ -25,6 +25,6 @@ def embed(
 
     name = "embed" + (f"-{shard.replace('/', 'of')}" if shard else "")
     with work_folder(text.path, checkpoint_root, run_id, name) as out:
-        meta = step(dataset.path, out, encoder=encoder, batch_size=batch_size, device=device, dtype=dtype, shard=shard or None)
+        meta = step(dataset.path, out, encoder=encoder, batch_size=batch_size, device=device, dtype=dtype, shard=shard)
     text.metadata.update({k: meta[k] for k in ("encoder", "model", "dim", "dtype") if k in meta})
     log_metrics(metrics, {k: meta[k] for k in ("dim", "items", "empty_texts", "items_per_second", "wall_seconds") if k in meta})

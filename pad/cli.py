@@ -31,7 +31,7 @@ def _embed(args: argparse.Namespace) -> None:
     }
     embed(
         args.dataset, args.out, encoder=args.encoder, batch_size=args.batch_size, device=args.device, dtype=args.dtype,
-        shard=args.shard, on_empty=args.on_empty, placeholder=args.placeholder, cache=not args.no_cache, **options,
+        shard=args.shard or "", on_empty=args.on_empty, placeholder=args.placeholder, cache=not args.no_cache, **options,
     )
 
 

@@ -9,7 +9,7 @@ artifacts and writes the analysis artifact.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from padcore.errors import PadError
 from padcore.kendall import MAX_PAIRS, MIN_PAIRS, Pairs, pair_distances, tau_by_bucket
+from padcore.options import build_options, check_options, option
 
 REFERENCE = "pretrain:id"  # the collaborative space the others are measured against
 PHASES = ("pretrain", "align", "finetune")
@@ -29,31 +30,27 @@ GROUPS = ("cold", "warm")  # Fig. 3 is on cold items, Fig. 7 on warm ones
 class AnalysisConfig:
     """Options of the analysis step."""
 
-    min_pairs: int = MIN_PAIRS  # a bucket (or a top/bottom set) with fewer pairs is reported as too small
-    max_pairs: int = MAX_PAIRS  # above this, tau runs on a seeded subsample of this many pairs
-    top_fraction: float = 0.1  # Fig. 3: pairs with the 10% largest / smallest collaborative distance
-    seed: int = 0
-    bins: int = 40  # histogram bins of the pair-distance plots
-    extra_align: dict[str, str] = field(default_factory=dict)  # label -> other align model (e.g. non-anchored), Fig. 6(a)
+    min_pairs: int = option(MIN_PAIRS, "a bucket (or a top/bottom set) with fewer pairs is reported as too small",
+                            low=2)
+    max_pairs: int = option(MAX_PAIRS, "above this many pairs, tau runs on a seeded subsample of this many", low=2)
+    top_fraction: float = option(0.1, "Fig. 3: share of pairs with the largest / smallest collaborative distance",
+                                 low=0, high=0.5, low_open=True)
+    seed: int = option(0, "subsample seed", low=0)
+    bins: int = option(40, "histogram bins of the pair-distance plots", low=1)
+    extra_align: dict[str, str] = option({}, "label -> another phase-2 model folder (e.g. non-anchored), Fig. 6(a)")
 
     def __post_init__(self) -> None:
-        if not 0 < self.top_fraction <= 0.5:
-            raise PadError(f"analysis option 'top_fraction' is {self.top_fraction}; expected a value in (0, 0.5]")
-        if self.min_pairs < 2 or self.max_pairs < self.min_pairs:
-            raise PadError(
-                f"analysis options min_pairs={self.min_pairs}, max_pairs={self.max_pairs}: need 2 <= min_pairs <= max_pairs"
-            )
+        check_options(self, "analysis")
+        if self.max_pairs < self.min_pairs:
+            raise PadError(f"analysis option 'max_pairs' ({self.max_pairs}) must be at least 'min_pairs' "
+                           f"({self.min_pairs})")
         clash = sorted(set(self.extra_align) & {*PHASES, "text"})
         if clash:
             raise PadError(f"analysis option 'extra_align': label(s) {clash} are taken; pick other names")
 
     @classmethod
     def from_options(cls, **options: Any) -> "AnalysisConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise PadError(f"unknown analysis option(s) {unknown}; known: {', '.join(sorted(known))}")
-        return cls(**options)
+        return build_options(cls, "analysis", options)
 
 
 @dataclass(frozen=True)

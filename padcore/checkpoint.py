@@ -7,15 +7,15 @@ artifact with that stage's own `build`.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from padcore.artifacts import read_meta, write_json
+from padcore.artifacts import meta_field, read_json, read_meta, write_json
 from padcore.config import TrainConfig
 from padcore.dataset import Dataset
 from padcore.errors import PadError
@@ -55,12 +55,12 @@ def read_model_meta(folder: str | Path, ds: Dataset, phase: str | None = None) -
     for name in (WEIGHTS, CONFIG):
         if not (folder / name).is_file():
             raise PadError(f"{folder / name}: missing from the model artifact")
-    return meta, json.loads((folder / CONFIG).read_text())
+    return meta, read_json(folder / CONFIG)
 
 
 def model_title(folder: str | Path) -> str:
     """A model artifact's name in a results table: "SASRec", "alignment expert", "PAD", "Hybrid", ..."""
-    saved = json.loads((Path(folder) / CONFIG).read_text())
+    saved = read_json(Path(folder) / CONFIG)
     spec = MODELS[saved["model"]]
     stage = spec.stage(saved["phase"])
     name = spec.display_name(saved["config"].get("backbone", "sasrec"))
@@ -70,27 +70,43 @@ def model_title(folder: str | Path) -> str:
 
 
 def load_weights(folder: str | Path) -> dict[str, torch.Tensor]:
-    return load_file(str(Path(folder) / WEIGHTS))
+    path = Path(folder) / WEIGHTS
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise PadError(f"{path}: not a readable safetensors file ({exc})") from exc
 
 
 def load_model(folder: str | Path, text: np.ndarray | torch.Tensor | None = None) -> PadModel:
     """Rebuild a saved model (the frozen text table is an input, not a weight), in evaluation mode."""
     folder = Path(folder)
-    saved = json.loads((folder / CONFIG).read_text())
-    spec = MODELS[saved["model"]]
-    stage = spec.stage(saved["phase"])
+    where = folder / CONFIG
+    saved = read_json(where)
+    try:
+        spec = MODELS[meta_field(saved, "model", str, where)]
+        stage = spec.stage(meta_field(saved, "phase", str, where))
+        cfg = TrainConfig.from_options(meta_field(saved, "config", dict, where))
+        options = build_options(spec.options, spec.name, meta_field(saved, "options", dict, where)) \
+            if spec.options else None
+    except PadError as exc:
+        raise PadError(f"{where}: {exc}") from exc
     if stage.text and text is None:
-        raise PadError(f"{folder}: this {saved['model']} model reads item texts; pass the text artifact it was "
+        raise PadError(f"{folder}: this {spec.name} model reads item texts; pass the text artifact it was "
                        "trained with")
-    cfg = TrainConfig.from_options(saved["config"])
-    options = build_options(spec.options, spec.name, saved["options"]) if spec.options else None
-    shape = Shape(saved["n_items"], saved["max_len"], saved["n_buckets"], saved["text_dim"])
+    n_items, max_len, n_buckets = (meta_field(saved, name, int, where) for name in ("n_items", "max_len", "n_buckets"))
+    if min(n_items, max_len, n_buckets) < 1:
+        raise PadError(f"{where}: fields n_items, max_len, n_buckets are {n_items}, {max_len}, {n_buckets}; "
+                       "expected positive numbers")
+    shape = Shape(n_items, max_len, n_buckets, meta_field(saved, "text_dim", (int, type(None)), where))
     table = None if text is None else TextTable(torch.as_tensor(np.asarray(text)) if isinstance(text, np.ndarray)
                                                 else text)
     # the saved buckets (a buffer of the fusion) replace these zeros
     ctx = StageContext(cfg, options, shape, table, torch.zeros(shape.n_items + 1, dtype=torch.long))
     model = stage.build(ctx)
-    model.load_state_dict(load_weights(folder))
+    try:
+        model.load_state_dict(load_weights(folder))
+    except RuntimeError as exc:  # missing, unexpected or misshapen weights
+        raise PadError(f"{folder / WEIGHTS}: does not hold the weights {where} describes ({exc})") from exc
     return model.eval()
 
 

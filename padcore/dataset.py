@@ -17,6 +17,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,8 +25,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from padcore.artifacts import META, atomic_dir, read_meta, write_json
+from padcore.artifacts import META, atomic_dir, meta_field, read_meta, write_json
 from padcore.errors import PadError
+from padcore.options import build_options, check_options, option
 
 FORMAT = "pad.dataset/1"
 GROUPS = ("warm", "median", "cold")
@@ -41,15 +43,16 @@ class Protocol:
     (second to last) and the test target (last).
     """
 
-    max_len: int = 20
-    min_len: int = 5
-    buckets: int = 10
+    max_len: int = option(20, "model input length; the latest max_len + 3 interactions are kept", low=1)
+    min_len: int = option(5, "minimum interactions per user (a train, a valid and a test target at least)", low=3)
+    buckets: int = option(10, "frequency buckets of equal training mass, 1 = warmest", low=1)
 
     def __post_init__(self) -> None:
-        if self.min_len < 3:
-            raise PadError(f"min_len={self.min_len}: need at least 3 (a train, a valid and a test target)")
-        if self.max_len < 1 or self.buckets < 1:
-            raise PadError(f"max_len={self.max_len}, buckets={self.buckets}: both must be positive")
+        check_options(self, "preprocess")
+
+    @classmethod
+    def from_options(cls, **options: Any) -> "Protocol":
+        return build_options(cls, "preprocess", options)
 
     @property
     def keep_last(self) -> int:
@@ -410,24 +413,61 @@ def write_dataset(ds: Dataset, out: str | Path) -> Path:
     return ds.path
 
 
-def load_dataset(path: str | Path) -> Dataset:
-    """Read a dataset artifact and check it is whole and consistent."""
-    path = Path(path)
-    meta = read_meta(path, "dataset")
-    if meta.get("format") != FORMAT:
-        raise PadError(f"{path / META}: format {meta.get('format')!r}, this pad reads {FORMAT!r}")
-    for name in ("items.parquet", "sequences.parquet"):
-        if not (path / name).is_file():
-            raise PadError(f"{path / name}: missing from the dataset artifact")
-    items = pq.read_table(path / "items.parquet").to_pandas()
+def _read_artifact_table(path: Path) -> pa.Table:
+    if not path.is_file():
+        raise PadError(f"{path}: missing from the dataset artifact")
+    try:
+        table = pq.read_table(path)
+        table.validate(full=True)  # text that is not UTF-8, say: Parquet does not check what it reads
+        # without the pandas metadata, which pandas would parse (no index was stored, nothing else is needed)
+        return table.replace_schema_metadata(None)
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:  # the last: column names that are not UTF-8
+        raise PadError(f"{path}: not a readable Parquet file ({exc})") from exc
+
+
+def _check_item_table(items: pd.DataFrame, buckets: int, where: Path) -> None:
+    """The columns later steps index with: item_idx 1..n in order, buckets 1..B, known groups, counts."""
     missing = [c for c in ITEM_COLUMNS if c not in items.columns]
     if missing:
-        raise PadError(f"{path / 'items.parquet'}: missing column(s) {missing}")
+        raise PadError(f"{where}: missing column(s) {missing}")
     n = len(items)
     if not np.array_equal(items["item_idx"].to_numpy(), np.arange(1, n + 1)):
-        raise PadError(f"{path / 'items.parquet'}: column 'item_idx' must be 1..{n} in order")
-    seqs = pq.read_table(path / "sequences.parquet")
+        raise PadError(f"{where}: column 'item_idx' must be 1..{n} in order")
+    for name, ok in (
+        ("bucket", lambda c: pd.api.types.is_integer_dtype(c) and c.between(1, buckets).all()),
+        ("freq", lambda c: pd.api.types.is_integer_dtype(c) and (c >= 0).all()),
+        ("group", lambda c: c.isin(GROUPS).all()),
+        ("item", lambda c: c.map(lambda v: isinstance(v, str)).all()),
+    ):
+        if not ok(items[name]):
+            raise PadError(f"{where}: column {name!r} holds values a dataset artifact cannot have "
+                           f"(bucket 1..{buckets}, freq >= 0, group one of {list(GROUPS)}, item a text)")
+
+
+def load_dataset(path: str | Path) -> Dataset:
+    """Read a dataset artifact and check it is whole and consistent, and holds what later steps read."""
+    path = Path(path)
+    meta = read_meta(path, "dataset")
+    where = path / META
+    if meta.get("format") != FORMAT:
+        raise PadError(f"{where}: format {meta.get('format')!r}, this pad reads {FORMAT!r}")
+    for key in ("item_hash", "dataset_id"):
+        meta_field(meta, key, str, where)
+    try:
+        protocol = Protocol.from_options(**meta_field(meta, "protocol", dict, where))
+    except PadError as exc:
+        raise PadError(f"{where}: field 'protocol': {exc}") from exc
+    items = _read_artifact_table(path / "items.parquet").to_pandas()
+    _check_item_table(items, protocol.buckets, path / "items.parquet")
+    n = len(items)
+    seqs = _read_artifact_table(path / "sequences.parquet")
+    if seqs.column_names != ["user", "items"] or not pa.types.is_list(seqs.schema.field("items").type) or \
+            not pa.types.is_integer(seqs.schema.field("items").type.value_type):
+        raise PadError(f"{path / 'sequences.parquet'}: expected columns user and items (lists of item_idx), got "
+                       f"{seqs.schema}")
     col = seqs.column("items").combine_chunks()
+    if col.null_count or col.values.null_count:
+        raise PadError(f"{path / 'sequences.parquet'}: column 'items' has empty entries")
     offsets = col.offsets.to_numpy().astype(np.int64)
     flat = col.values.to_numpy().astype(np.int32)
     offsets = offsets - offsets[0]
@@ -438,7 +478,7 @@ def load_dataset(path: str | Path) -> Dataset:
         raise PadError(f"{path / 'sequences.parquet'} row {int(short.argmax())}: fewer than 3 items")
     for key, value in (("n_items", n), ("n_users", len(seqs)), ("n_interactions", len(flat))):
         if meta.get(key) != value:
-            raise PadError(f"{path / META}: field {key!r} is {meta.get(key)}, the files hold {value}")
+            raise PadError(f"{where}: field {key!r} is {meta.get(key)}, the files hold {value}")
     users = seqs.column("user").to_numpy(zero_copy_only=False).astype(object)
     return Dataset(items, users, offsets, flat, meta, path)
 

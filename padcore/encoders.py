@@ -24,6 +24,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from padcore.errors import PadError
+from padcore.options import build_options, check_options, option
 
 LLM2VEC_BASE = "McGill-NLP/LLM2Vec-Meta-Llama-3-8B-Instruct-mntp"
 # Adapter names that follow the McGill-NLP naming: "<base>-<name>".
@@ -39,28 +40,24 @@ HF_MAX_LENGTH = 512  # cap for models whose tokenizer declares no usable limit
 
 @dataclass(frozen=True)
 class EncoderOptions:
-    """Options of the encoders; each encoder takes only the ones it uses.
+    """Options of the encoders; each encoder takes only the ones it uses."""
 
-    base_model: llm2vec base model (hub id or local folder).
-    adapter: llm2vec LoRA: unsup-simcse (the paper's) | supervised | none | a hub id or folder.
-    pooling: mean for every encoder; llm2vec also weighted_mean | eos_token | last_token | bos_token.
-    max_length: tokens per text; 0 = the encoder's own (minilm 256, hf the model's up to 512, llm2vec 512).
-    instruction: llm2vec query instruction put before each text (its tokens are left out of the pooling).
-    """
+    base_model: str = option(LLM2VEC_BASE, "llm2vec base model (hub id or local folder)")
+    adapter: str = option("unsup-simcse", "llm2vec LoRA: unsup-simcse (the paper's) | supervised | none | a hub id "
+                          "or folder")
+    pooling: str = option("mean", "mean for every encoder; llm2vec also weighted_mean | eos_token | last_token | "
+                          "bos_token", choices=LLM2VEC_POOLING)
+    max_length: int = option(0, "tokens per text; 0 = the encoder's own (minilm 256, hf the model's up to 512, "
+                             "llm2vec 512)", low=0)
+    instruction: str = option("", "llm2vec query instruction put before each text (its tokens are left out of "
+                              "the pooling)")
 
-    base_model: str = LLM2VEC_BASE
-    adapter: str = "unsup-simcse"
-    pooling: str = "mean"
-    max_length: int = 0
-    instruction: str = ""
+    def __post_init__(self) -> None:
+        check_options(self, "encoder")
 
     @classmethod
     def from_dict(cls, options: dict) -> "EncoderOptions":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise PadError(f"unknown encoder option(s) {unknown}; expected some of {sorted(known)}")
-        return cls(**options)
+        return build_options(cls, "encoder", options)
 
     def changed(self) -> set[str]:
         """Names of the options set to something other than their default."""
@@ -301,10 +298,15 @@ class LLM2VecEncoder(Encoder):
 SPECS: dict[str, Callable[[EncoderOptions], EncoderSpec]] = {"minilm": minilm_spec, "llm2vec": llm2vec_spec}
 
 
+def check_name(name: str) -> None:
+    """A known encoder name, or `hf:` and a model; nothing is looked up."""
+    if not isinstance(name, str) or not (name in SPECS or (name.startswith("hf:") and name[3:])):
+        raise PadError(f"unknown encoder {name!r}; expected one of {sorted(SPECS)} or hf:<model-or-path>")
+
+
 def resolve(name: str, options: EncoderOptions = EncoderOptions()) -> EncoderSpec:
     """Check an encoder name and its options; nothing is loaded yet."""
+    check_name(name)
     if name.startswith("hf:"):
         return hf_spec(name[3:], options)
-    if name not in SPECS:
-        raise PadError(f"unknown encoder {name!r}; expected one of {sorted(SPECS)} or hf:<model-or-path>")
     return SPECS[name](options)

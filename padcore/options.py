@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import typing
 from typing import Any, Callable, Iterable, TypeVar
 
 from padcore.errors import PadError
 
 T = TypeVar("T")
+# (regex, what it allows) of a device option: the one spelling every step accepts
+DEVICE_PATTERN = (r"auto|cpu|cuda(:\d+)?", "auto, cpu, cuda, cuda:N")
 
 
 def option(
@@ -28,13 +31,16 @@ def option(
     low_open: bool = False,
     high_open: bool = False,
     choices: Iterable[str] | Callable[[], Iterable[str]] | None = None,
+    pattern: tuple[str, str] | None = None,
 ) -> Any:
     """A dataclass field with its help and its allowed values.
 
     `low`/`high` bound numbers (closed unless `*_open`); `choices` are the allowed
-    strings (or items of a tuple), or a function giving them (a registry's names).
+    strings (or items of a tuple), or a function giving them (a registry's names);
+    `pattern` is (regex a string must match whole, what it allows in words).
     """
-    meta = {"help": help, "low": low, "high": high, "low_open": low_open, "high_open": high_open, "choices": choices}
+    meta = {"help": help, "low": low, "high": high, "low_open": low_open, "high_open": high_open, "choices": choices,
+            "pattern": pattern}
     if isinstance(default, (list, dict, set)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -55,7 +61,7 @@ def choices_of(obj_or_cls: Any, name: str) -> tuple[str, ...]:
 
 def _coerce(what: str, name: str, value: Any, kind: Any) -> Any:
     """`value` as the field's type, or a PadError naming the option."""
-    origin = typing.get_origin(kind)
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -81,42 +87,71 @@ def _coerce(what: str, name: str, value: Any, kind: Any) -> Any:
         if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) for v in items):
             raise PadError(f"{what} option {name!r} is {value!r}; expected a list of names")
         return tuple(v.strip() for v in items)
-    if origin is dict or kind is dict:
-        if isinstance(value, dict):
+    if origin is list:
+        if isinstance(value, list):
             return value
-        raise PadError(f"{what} option {name!r} is {value!r}; expected a mapping")
+        raise PadError(f"{what} option {name!r} is {value!r}; expected a list")
+    if origin is dict or kind is dict:
+        if not isinstance(value, dict):
+            raise PadError(f"{what} option {name!r} is {value!r}; expected a mapping")
+        if args == (str, str) and not all(isinstance(v, str) for kv in value.items() for v in kv):
+            raise PadError(f"{what} option {name!r} is {value!r}; expected a mapping of names to strings")
+        return value
+    return value
+
+
+def _check_field(what: str, f: dataclasses.Field, value: Any, kind: Any, owner: Any) -> Any:
+    """`value` of field `f` coerced to its type and checked against its range, choices and pattern."""
+    value = _coerce(what, f.name, value, kind)
+    meta = f.metadata
+    if not meta:
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        lo, hi = meta["low"], meta["high"]
+        if (lo is not None and (value < lo or (meta["low_open"] and value == lo))) or (
+            hi is not None and (value > hi or (meta["high_open"] and value == hi))
+        ):
+            raise PadError(f"{what} option {f.name!r} is {value!r}; allowed: {_allowed_range(meta)}")
+    allowed = choices_of(owner, f.name)
+    if allowed:
+        values = value if isinstance(value, tuple) else (value,)
+        bad = [v for v in values if v not in allowed]
+        if bad or not values:
+            raise PadError(f"{what} option {f.name!r} is {value!r}; allowed: {', '.join(allowed)}")
+    if meta.get("pattern") and not re.fullmatch(meta["pattern"][0], value):
+        raise PadError(f"{what} option {f.name!r} is {value!r}; allowed: {meta['pattern'][1]}")
     return value
 
 
 def check_options(obj: Any, what: str) -> None:
-    """Coerce and check every field of the dataclass `obj` in place (type, range, choices)."""
+    """Coerce and check every field of the dataclass `obj` in place (type, range, choices, pattern)."""
     hints = typing.get_type_hints(type(obj))
     for f in dataclasses.fields(obj):
-        value = _coerce(what, f.name, getattr(obj, f.name), hints[f.name])
-        object.__setattr__(obj, f.name, value)
-        meta = f.metadata
-        if not meta:
-            continue
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            lo, hi = meta["low"], meta["high"]
-            if (lo is not None and (value < lo or (meta["low_open"] and value == lo))) or (
-                hi is not None and (value > hi or (meta["high_open"] and value == hi))
-            ):
-                raise PadError(f"{what} option {f.name!r} is {value!r}; allowed: {_allowed_range(meta)}")
-        allowed = choices_of(obj, f.name)
-        if allowed:
-            values = value if isinstance(value, tuple) else (value,)
-            bad = [v for v in values if v not in allowed]
-            if bad or not values:
-                raise PadError(f"{what} option {f.name!r} is {value!r}; allowed: {', '.join(allowed)}")
+        object.__setattr__(obj, f.name, _check_field(what, f, getattr(obj, f.name), hints[f.name], obj))
 
 
-def build_options(cls: type[T], what: str, values: dict[str, Any]) -> T:
-    """An instance of the option dataclass `cls` from free-form values; unknown names are an error."""
+def _unknown(cls: type, what: str, values: dict[str, Any]) -> None:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise PadError(f"unknown {what} option(s) {unknown}; known: {', '.join(sorted(known))}")
+
+
+def check_values(cls: type, what: str, values: dict[str, Any]) -> dict[str, Any]:
+    """Each of `values` checked on its own against its field of `cls`, coerced; unknown names are an error.
+
+    For options that complete a configuration made elsewhere (a later phase's
+    on top of the earlier phase's), before that configuration is at hand.
+    """
+    _unknown(cls, what, values)
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    return {k: _check_field(what, fields[k], v, hints[k], cls) for k, v in values.items()}
+
+
+def build_options(cls: type[T], what: str, values: dict[str, Any]) -> T:
+    """An instance of the option dataclass `cls` from free-form values; unknown names are an error."""
+    _unknown(cls, what, values)
     return cls(**values)
 
 

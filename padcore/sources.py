@@ -23,6 +23,7 @@ import gzip
 import json
 import re
 import tempfile
+import zlib
 from datetime import date
 from pathlib import Path
 from typing import Callable, Iterator
@@ -80,14 +81,38 @@ def _read_csv(path: Path, name: str, *, header: bool, **kwargs) -> pd.DataFrame:
     return df
 
 
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+
+# what a Parquet column may hold, by name (an all-empty column, of Arrow's null type, is reported row by row later)
+PARQUET_TYPES: dict[str, tuple[Callable[[pa.DataType], bool], str]] = {
+    "user": (lambda t: _is_text(t) or pa.types.is_integer(t), "text or whole numbers"),
+    "item": (lambda t: _is_text(t) or pa.types.is_integer(t), "text or whole numbers"),
+    "text": (_is_text, "text"),
+    "timestamp": (lambda t: _is_text(t) or pa.types.is_integer(t) or pa.types.is_floating(t)
+                  or pa.types.is_timestamp(t) or pa.types.is_date(t), "numbers, dates or date texts"),
+    "rating": (lambda t: _is_text(t) or pa.types.is_integer(t) or pa.types.is_floating(t), "numbers"),
+}
+
+
 def _read_parquet(path: Path, name: str, columns: list[str]) -> pd.DataFrame:
     _require(path, name)
     print(f"[preprocess] reading {name}", flush=True)
     try:
         have = pq.read_schema(path).names
-        df = pq.read_table(path, columns=[c for c in columns if c in have]).to_pandas()
-    except (pa.ArrowException, OSError) as exc:
+        table = pq.read_table(path, columns=[c for c in columns if c in have]).replace_schema_metadata(None)
+        table.validate(full=True)  # text that is not UTF-8, say: Parquet does not check what it reads
+        # dictionary-encoded (categorical) columns as their plain values
+        table = pa.table({c: table[c].cast(table[c].type.value_type) if pa.types.is_dictionary(table[c].type)
+                          else table[c] for c in table.column_names})
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:  # the last: column names that are not UTF-8
         raise PadError(f"{name}: not a readable Parquet file ({exc})") from exc
+    for column in table.column_names:
+        ok, expected = PARQUET_TYPES[column]
+        if not (ok(table[column].type) or pa.types.is_null(table[column].type)):
+            raise PadError(f"{name}: column {column!r} holds {table[column].type}; expected {expected}")
+    df = table.to_pandas()
     df.index = pd.RangeIndex(1, len(df) + 1)
     return df
 
@@ -195,6 +220,8 @@ def _json_record(line: str, name: str, row: int) -> dict:
     """One metadata line: strict JSON, or the Python-literal form some release lines use."""
     try:
         rec = json.loads(line)
+    except RecursionError as exc:
+        raise PadError(f"{name} row {row}: nested too deeply to read") from exc
     except json.JSONDecodeError:
         try:
             rec = ast.literal_eval(line)
@@ -221,7 +248,7 @@ def _amazon_titles(path: Path) -> pd.DataFrame:
                 asins.append(str(rec["asin"]))
                 title = rec.get("title")
                 titles.append(title if isinstance(title, str) else None)
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
         raise PadError(f"{path}: not a readable gzip text file ({exc})") from exc
     return pd.DataFrame({"item": asins, "text": titles}, index=rows)
 

@@ -12,9 +12,8 @@ from pathlib import Path
 from padcore.dataset import Protocol, build_dataset, summary, write_dataset
 
 # steps that need torch are imported on first use, so `pad preprocess` and `pad --help` stay light
-_LAZY = {"pretrain": "padcore.training", "align": "padcore.training", "finetune": "padcore.training",
-         "train": "padcore.training", "analyze": "padcore.analysis", "compare": "padcore.compare",
-         "publish": "padcore.store", "recommend": "padcore.recommend"}
+_LAZY = {"analyze": "padcore.analysis", "compare": "padcore.compare", "publish": "padcore.store",
+         "recommend": "padcore.recommend"}
 
 __all__ = ["preprocess", "embed", "embed_merge", "pretrain", "align", "finetune", "train", "analyze", "compare",
            "publish", "recommend"]
@@ -36,7 +35,7 @@ def preprocess(source: str, out: str | Path, *, max_len: int = 20, min_len: int 
     from padcore.sources import load_source
 
     t0 = time.perf_counter()
-    protocol = Protocol(max_len=max_len, min_len=min_len, buckets=buckets)
+    protocol = Protocol.from_options(max_len=max_len, min_len=min_len, buckets=buckets)
     print(f"[preprocess] reading {source}{f' as of {as_of}' if as_of else ''} ...", flush=True)
     raw = load_source(source, as_of or None)
     print(f"[preprocess] {len(raw.interactions):,} interactions, {len(raw.items):,} items read; applying protocol", flush=True)
@@ -55,7 +54,7 @@ def embed(
     batch_size: int = 64,
     device: str = "auto",
     dtype: str = "float16",
-    shard: str | None = None,
+    shard: str = "",
     on_empty: str = "placeholder",
     placeholder: str = "(no text)",
     cache: bool = True,
@@ -78,3 +77,63 @@ def embed_merge(parts: list, out: str | Path, *, cache: bool = True) -> dict:
     from padcore.text import merge_shards
 
     return merge_shards(parts, out, cache=cache)
+
+
+def _check_training(model: str, stage: str | None, options: dict) -> None:
+    """Every training option checked before any data is read (`stage` None: the model's first).
+
+    A first stage's configuration is checked whole; a later stage's builds on its
+    earlier stage's, so each option is checked on its own here, and the whole once
+    that is read. The model's own options (its spec's dataclass) are checked too.
+    """
+    import dataclasses
+
+    from padcore.config import TrainConfig
+    from padcore.options import check_values
+    from padcore.registry import MODELS
+
+    spec = MODELS[model]
+    st = spec.stage(stage) if stage else spec.stages[0]
+    own = {f.name for f in dataclasses.fields(spec.options)} if spec.options else set()
+    training = {k: v for k, v in options.items() if k not in own}
+    if st.needs:
+        check_values(TrainConfig, "training", training)
+    else:
+        TrainConfig.from_options(dict(st.defaults), **training)
+    if own:
+        check_values(spec.options, spec.name, {k: v for k, v in options.items() if k in own})
+
+
+def pretrain(dataset: str | Path, out: str | Path, **options) -> dict:
+    """PAD phase 1 (`padcore.training.pretrain`): dataset -> ID model artifact at `out`. Returns its metrics."""
+    from padcore import training
+
+    _check_training("id", "pretrain", options)
+    return training.pretrain(dataset, out, **options)
+
+
+def align(dataset: str | Path, text: str | Path, id_model: str | Path, out: str | Path, **options) -> dict:
+    """PAD phase 2 (`padcore.training.align`): -> alignment-expert artifact at `out`. Returns its metrics."""
+    from padcore import training
+
+    _check_training("pad", "align", options)
+    return training.align(dataset, text, id_model, out, **options)
+
+
+def finetune(dataset: str | Path, text: str | Path, id_model: str | Path, align_model: str | Path, out: str | Path,
+             **options) -> dict:
+    """PAD phase 3 (`padcore.training.finetune`): -> the three experts' model artifact at `out`. Returns its metrics."""
+    from padcore import training
+
+    _check_training("pad", "finetune", options)
+    return training.finetune(dataset, text, id_model, align_model, out, **options)
+
+
+def train(model: str, dataset: str | Path, text: str | Path | None, out: str | Path,
+          parents: dict[str, str | Path] | None = None, reuse: dict[str, str | Path] | None = None,
+          **options) -> dict:
+    """Every stage of a registered model (`padcore.training.train`) -> its model artifact at `out`."""
+    from padcore import training
+
+    _check_training(model, None, options)
+    return training.train(model, dataset, text, out, parents=parents, reuse=reuse, **options)

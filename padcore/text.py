@@ -28,11 +28,12 @@ from typing import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from padcore.artifacts import META, atomic_dir, read_meta, write_json
+from padcore.artifacts import META, atomic_dir, meta_field, read_meta, write_json
 from padcore.dataset import Dataset, load_dataset
 from padcore.download import data_home
-from padcore.encoders import Encoder, EncoderOptions, resolve, resolve_device
+from padcore.encoders import Encoder, EncoderOptions, check_name, resolve, resolve_device
 from padcore.errors import PadError
+from padcore.options import DEVICE_PATTERN, check_options, option
 
 FORMAT = "pad.text/1"
 EMBEDDINGS = "embeddings.npy"
@@ -43,33 +44,25 @@ COPY_ROWS = 1 << 16  # rows per chunk when merging shards
 
 @dataclass(frozen=True)
 class EmbedConfig:
-    """Settings of the embed step.
+    """Settings of the embed step."""
 
-    shard: `I/N` embeds the I-th (from 0) of N contiguous slices of the items; None = all.
-    on_empty: an item without text gets `placeholder` embedded (and is counted in
-      meta.json), or the step fails.
-    cache: reuse a matching artifact from `$PAD_DATA_HOME/text-cache`, and add new ones to it.
-    """
-
-    encoder: str = "minilm"
-    batch_size: int = 64
-    device: str = "auto"
-    dtype: str = "float16"
-    shard: str | None = None
-    on_empty: str = "placeholder"
-    placeholder: str = "(no text)"
-    cache: bool = True
+    encoder: str = option("minilm", "minilm (offline, 384-d) | llm2vec (the paper's, GPU) | hf:<model-or-path>")
+    batch_size: int = option(64, "texts per batch", low=1)
+    device: str = option("auto", "auto: cuda when present | cpu | cuda | cuda:N", pattern=DEVICE_PATTERN)
+    dtype: str = option("float16", "stored precision", choices=DTYPES)
+    shard: str = option("", "I/N: embed only the I-th (from 0) of N contiguous item slices; empty = all items")
+    on_empty: str = option("placeholder", "an item without text: embed `placeholder` (counted in meta.json), or "
+                           "fail", choices=ON_EMPTY)
+    placeholder: str = option("(no text)", "text embedded for items without one")
+    cache: bool = option(True, "reuse a matching table from $PAD_DATA_HOME/text-cache, and add new ones to it")
     options: EncoderOptions = field(default_factory=EncoderOptions)
 
     def __post_init__(self) -> None:
-        if self.dtype not in DTYPES:
-            raise PadError(f"dtype {self.dtype!r}: expected one of {list(DTYPES)}")
-        if self.on_empty not in ON_EMPTY:
-            raise PadError(f"on_empty {self.on_empty!r}: expected one of {list(ON_EMPTY)}")
-        if self.batch_size < 1:
-            raise PadError(f"batch_size {self.batch_size}: expected 1 or more")
+        check_options(self, "embed")
+        check_name(self.encoder)
+        Shard.parse(self.shard)
         if not self.placeholder.strip():
-            raise PadError("placeholder: expected a non-empty text")
+            raise PadError("embed option 'placeholder' is empty; expected a text")
 
 
 @dataclass(frozen=True)
@@ -80,15 +73,18 @@ class Shard:
     count: int
 
     @classmethod
-    def parse(cls, spec: str | None) -> "Shard | None":
+    def parse(cls, spec: str) -> "Shard | None":
+        """`I/N` as a Shard; empty = no shard (all items)."""
         if not spec:
             return None
         try:
             index, count = (int(x) for x in spec.split("/"))
+            valid = 0 <= index < count
         except ValueError:
-            raise PadError(f"shard {spec!r}: expected I/N, e.g. 0/4 for the first of 4 shards") from None
-        if not 0 <= index < count:
-            raise PadError(f"shard {spec!r}: expected 0 <= I < N")
+            valid = False
+        if not valid:
+            raise PadError(f"embed option 'shard' is {spec!r}; allowed: I/N with 0 <= I < N, e.g. 0/4 for the first "
+                           "of 4 shards")
         return cls(index, count)
 
     def rows(self, n_items: int) -> tuple[int, int]:
@@ -131,9 +127,9 @@ def cache_dir() -> Path:
 
 def embed_dataset(dataset: str | Path | Dataset, out: str | Path, cfg: EmbedConfig = EmbedConfig()) -> dict:
     """Embed the item texts of `dataset` (or one shard of them) into a text artifact at `out`."""
-    ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
-    spec = resolve(cfg.encoder, cfg.options)
+    spec = resolve(cfg.encoder, cfg.options)  # settings first: a typo fails before any data is read
     shard = Shard.parse(cfg.shard)
+    ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
     texts, missing = item_texts(ds, cfg.on_empty, cfg.placeholder)
     n = ds.n_items
     start, stop = shard.rows(n) if shard else (1, n + 1)
@@ -155,9 +151,7 @@ def embed_dataset(dataset: str | Path | Dataset, out: str | Path, cfg: EmbedConf
     encoder = spec.load(device)
     offset = 0 if shard else 1  # the table row of item `start`
     with atomic_dir(out) as tmp:
-        table = np.lib.format.open_memmap(
-            tmp / EMBEDDINGS, mode="w+", dtype=cfg.dtype, shape=(stop - start + offset, encoder.dim)
-        )
+        table = new_table(tmp / EMBEDDINGS, cfg.dtype, (stop - start + offset, encoder.dim))
         table[:offset] = 0
         seconds = encode_into(table, offset, texts[start - 1 : stop - 1], start, encoder, cfg.batch_size)
         table.flush()
@@ -195,6 +189,19 @@ def embed_dataset(dataset: str | Path | Dataset, out: str | Path, cfg: EmbedConf
     return meta
 
 
+def new_table(path: Path, dtype: str, shape: tuple[int, int]) -> np.ndarray:
+    """A `.npy` file of `shape`, memory-mapped for writing, with its disk space reserved.
+
+    A memory map writes into a sparse file: on a full disk its pages would fail
+    one by one, each a SIGBUS that kills the process. Reserved first, the space
+    is there, or an OSError (no space) says so before any work.
+    """
+    table = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    with open(path, "r+b") as f:
+        os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+    return table
+
+
 def encode_into(
     table: np.ndarray, offset: int, texts: Sequence[str], first_item: int, encoder: Encoder, batch_size: int
 ) -> float:
@@ -223,11 +230,16 @@ def encode_into(
 
 
 def read_text_meta(path: str | Path, kind: str = "text") -> dict:
-    """meta.json of a text artifact (or shard) at `path`, checked for kind and format."""
+    """meta.json of a text artifact (or shard) at `path`, checked for kind, format and the fields read from it."""
     hints = {"text-shard": "; join the shards with `pad embed-merge` first", "text": "; it is already whole"}
     meta = read_meta(path, kind, hints)
+    where = Path(path) / META
     if meta.get("format") != FORMAT:
-        raise PadError(f"{Path(path) / META}: format {meta.get('format')!r}, this pad reads {FORMAT!r}")
+        raise PadError(f"{where}: format {meta.get('format')!r}, this pad reads {FORMAT!r}")
+    for name, kind_ in (("rows", int), ("dim", int), ("item_hash", str)):
+        meta_field(meta, name, kind_, where)
+    if meta.get("dtype") not in DTYPES:
+        raise PadError(f"{where}: field 'dtype' is {meta.get('dtype')!r}; expected one of {list(DTYPES)}")
     return meta
 
 
@@ -236,10 +248,13 @@ def _open_table(path: Path, meta: dict) -> np.ndarray:
     file = path / EMBEDDINGS
     if not file.is_file():
         raise PadError(f"{file}: missing from the text artifact")
-    table = np.load(file, mmap_mode="r")
-    expected = (meta.get("rows"), meta.get("dim"))
-    if table.shape != expected or table.dtype != np.dtype(meta.get("dtype")):
-        raise PadError(f"{file}: holds {table.shape} {table.dtype}, {path / META} says {expected} {meta.get('dtype')}")
+    try:
+        table = np.load(file, mmap_mode="r")
+    except Exception as exc:  # noqa: BLE001  (numpy parses the header with Python's tokenizer: any error means a bad file)
+        raise PadError(f"{file}: not a readable .npy table ({type(exc).__name__}: {exc})") from exc
+    expected = (meta["rows"], meta["dim"])
+    if table.shape != expected or table.dtype != np.dtype(meta["dtype"]):
+        raise PadError(f"{file}: holds {table.shape} {table.dtype}, {path / META} says {expected} {meta['dtype']}")
     return table
 
 
@@ -248,16 +263,19 @@ def load_text(path: str | Path, dataset: str | Path | Dataset) -> np.ndarray:
     path = Path(path)
     meta = read_text_meta(path)
     ds_meta = dataset.meta if isinstance(dataset, Dataset) else load_dataset(dataset).meta
-    if meta.get("item_hash") != ds_meta["item_hash"]:
+    if meta["item_hash"] != ds_meta["item_hash"]:
         raise PadError(
-            f"{path / META}: embeds other items (item_hash {str(meta.get('item_hash'))[:12]}…, the dataset "
+            f"{path / META}: embeds other items (item_hash {meta['item_hash'][:12]}…, the dataset "
             f"{ds_meta['dataset_id']} has {ds_meta['item_hash'][:12]}…); run `pad embed` on this dataset"
         )
-    if meta.get("rows") != ds_meta["n_items"] + 1:
-        raise PadError(f"{path / META}: field 'rows' is {meta.get('rows')}, expected n_items + 1 = {ds_meta['n_items'] + 1}")
+    if meta["rows"] != ds_meta["n_items"] + 1:
+        raise PadError(f"{path / META}: field 'rows' is {meta['rows']}, expected n_items + 1 = {ds_meta['n_items'] + 1}")
     table = np.array(_open_table(path, meta), dtype=np.float32)  # in memory and writable, whatever the stored dtype
     if table[0].any():
         raise PadError(f"{path / EMBEDDINGS} row 0: the padding row must be zeros")
+    finite = np.isfinite(table).all(axis=1)
+    if not finite.all():
+        raise PadError(f"{path / EMBEDDINGS} row {int(np.argmin(finite))}: holds NaN or infinite values")
     return table
 
 
@@ -329,7 +347,7 @@ def merge_shards(parts: Sequence[str | Path], out: str | Path, cache: bool = Tru
 
     t0 = time.perf_counter()
     with atomic_dir(out) as tmp:
-        table = np.lib.format.open_memmap(tmp / EMBEDDINGS, mode="w+", dtype=first["dtype"], shape=(n + 1, first["dim"]))
+        table = new_table(tmp / EMBEDDINGS, first["dtype"], (n + 1, first["dim"]))
         table[0] = 0
         for p, m in sorted(zip(parts, metas), key=lambda pm: pm[1]["shard"]["index"]):
             start, stop = Shard(m["shard"]["index"], count).rows(n)

@@ -6,6 +6,7 @@ resume after interruption; and the full-ranking evaluation it validates with.
 from __future__ import annotations
 
 import copy
+import io
 import math
 import os
 import time
@@ -246,6 +247,8 @@ def _record(state: dict, model: PadModel, epoch: int, loss: float | None, ranks:
 
 
 def _save(path: Path, model: PadModel, opt: torch.optim.Optimizer, state: dict) -> None:
+    buffer = io.BytesIO()
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "state": copy.copy(state)}, buffer)
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "state": copy.copy(state)}, tmp)
+    tmp.write_bytes(buffer.getbuffer())  # a full disk is then an OSError; torch's own file writer raises RuntimeError
     os.replace(tmp, path)

@@ -64,12 +64,27 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
 
 
 def check_params(package: Path, params: dict[str, Any]) -> None:
-    """Refuse names the package's pipeline does not take, before anything is sent."""
+    """`params` checked against the package's pipeline before anything is sent (see `check_run`)."""
     spec = next(yaml.safe_load_all(package.read_text()))
-    known = set(spec["root"].get("inputDefinitions", {}).get("parameters", {}))
-    unknown = sorted(set(params) - known)
+    declared = spec["root"].get("inputDefinitions", {}).get("parameters", {})
+    check_run({name: p.get("defaultValue") for name, p in declared.items()}, params)
+
+
+def check_run(defaults: dict[str, Any], params: dict[str, Any]) -> None:
+    """Refuse names the pipeline (with these `defaults`) does not take, and values its `check` step or
+    preprocess would refuse."""
+    import inspect
+
+    from components.base import check_parameters, shard_specs
+    from padcore.dataset import Protocol
+
+    unknown = sorted(set(params) - set(defaults))
     if unknown:
-        raise PadError(f"unknown pipeline parameter(s) {unknown}; known: {', '.join(sorted(known))}")
+        raise PadError(f"unknown pipeline parameter(s) {unknown}; known: {', '.join(sorted(defaults))}")
+    values = {**defaults, **params}
+    check_parameters(**{name: values[name] for name in inspect.signature(check_parameters).parameters})
+    Protocol.from_options(**{name: values[name] for name in ("max_len", "min_len", "buckets")})
+    shard_specs(values["embed_shards"])
 
 
 def check_cron(expr: str) -> str:

@@ -159,12 +159,14 @@ def run_local(
     """
     from kfp import local
 
+    from pipelines.client import check_run
     from pipelines.pad_pipeline import build_pipeline
     from pipelines.placement import Volumes, load_placement
 
     if runner not in RUNNERS:
         raise PadError(f"runner {runner!r}: expected one of {list(RUNNERS)}")
-
+    if threads is not None and threads < 1:
+        raise PadError(f"--threads is {threads}; allowed: 1 or more")
     placement = load_placement(placement_path)
     # No cluster storage here, and a failing step fails for good: retries only help a preempted node.
     placement = dataclasses.replace(
@@ -172,6 +174,7 @@ def run_local(
         steps={s: dataclasses.replace(p, retries=0) for s, p in placement.steps.items()},
     )
     pipeline = build_pipeline(placement)
+    check_run({name: spec.default for name, spec in (pipeline.component_spec.inputs or {}).items()}, params)
     threads = threads or free_cores()
     thread_env = {name: str(threads) for name in THREAD_VARS}
     if runner == "docker":

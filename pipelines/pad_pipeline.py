@@ -4,6 +4,7 @@
         └──────────► pretrain ───────────────────────────┴──────────────┴────────────┘
                         └─► train ×baselines (ParallelFor) ─► leaderboard (with pretrain and finetune)
     with a `store`:  finetune ─► compare ─► if better: publish ─► recommend
+    check ─► (before) embed, pretrain: the parameters of the GPU steps and the analysis, checked on a CPU
 
 A recurring run (`build_pipeline(..., recurring=True)`, what `pad pipeline schedule`
 sends) caches no step and bounds the data by the run's scheduled time.
@@ -20,6 +21,7 @@ from kfp.dsl import Artifact, Dataset, Model
 from components.align import align
 from components.analyze import analyze
 from components.baselines import baselines_plan
+from components.check import check
 from components.compare import compare
 from components.embed import embed
 from components.embed_merge import embed_merge
@@ -30,14 +32,10 @@ from components.pretrain import pretrain
 from components.publish import publish
 from components.recommend import recommend
 from components.train import train as train_model
-from pipelines.placement import Placement
+from pipelines.placement import TOLERATION_ARGS, Placement
 
 PIPELINE_NAME = "pad"
 GCS_KEY_DIR = "/var/secrets/gcs"
-
-# The k8s spelling of a toleration field -> kfp.kubernetes.add_toleration's argument.
-_TOLERATION_ARGS = {"key": "key", "operator": "operator", "value": "value", "effect": "effect",
-                    "tolerationSeconds": "toleration_seconds", "toleration_seconds": "toleration_seconds"}
 
 
 class Outputs(NamedTuple):
@@ -65,7 +63,7 @@ def place(task: dsl.PipelineTask, step: str, placement: Placement) -> dsl.Pipeli
         for key, value in pool.node_selector.items():
             kubernetes.add_node_selector(task, label_key=key, label_value=value)
         for toleration in pool.tolerations:
-            kubernetes.add_toleration(task, **{_TOLERATION_ARGS[k]: v for k, v in toleration.items()})
+            kubernetes.add_toleration(task, **{TOLERATION_ARGS[k]: v for k, v in toleration.items()})
         if placement.volumes.checkpoint_pvc:
             kubernetes.mount_pvc(task, pvc_name=placement.volumes.checkpoint_pvc,
                                  mount_path=placement.volumes.checkpoint_path)
@@ -120,17 +118,20 @@ def build_pipeline(placement: Placement, recurring: bool = False):
         force: bool = False,
         top_k: int = 10,
     ) -> Outputs:
+        checked = place(check(encoder=encoder, backbone=backbone, loss=loss, epochs=epochs, gamma=gamma, seed=seed,
+                              device=device, train_options=train_options, analyze_options=analyze_options,
+                              baselines=baselines), "check", placement)
         prep = place(preprocess(source=source, max_len=max_len, min_len=min_len, buckets=buckets,
                                 embed_shards=embed_shards, as_of=as_of, scheduled_time=scheduled_time),
                      "preprocess", placement)
         dataset = prep.outputs["dataset"]
         with dsl.ParallelFor(prep.outputs["Output"], name="embed-shards") as shard:
             part = place(embed(dataset=dataset, encoder=encoder, shard=shard, device=device, **resume("embed")),
-                         "embed", placement)
+                         "embed", placement).after(checked)
         merged = place(embed_merge(parts=dsl.Collected(part.outputs["text"])), "embed_merge", placement)
         text = merged.outputs["text"]
         train = dict(backbone=backbone, loss=loss, epochs=epochs, seed=seed, device=device, options=train_options)
-        phase1 = place(pretrain(dataset=dataset, **train, **resume("pretrain")), "pretrain", placement)
+        phase1 = place(pretrain(dataset=dataset, **train, **resume("pretrain")), "pretrain", placement).after(checked)
         phase2 = place(align(dataset=dataset, text=text, id_model=phase1.outputs["model"], gamma=gamma,
                              **train, **resume("align")), "align", placement)
         phase3 = place(finetune(dataset=dataset, text=text, id_model=phase1.outputs["model"],

@@ -16,48 +16,61 @@ from typing import Any
 import yaml
 
 from padcore.errors import PadError
+from padcore.options import check_options, option
 
 DEFAULT_PATH = Path(__file__).with_name("placement.yaml")
 PLACEMENT_ENV = "PAD_PLACEMENT"
-STEPS = ("preprocess", "embed", "embed_merge", "pretrain", "align", "finetune", "analyze", "baselines_plan", "train",
-         "leaderboard", "compare", "publish", "recommend")
+STEPS = ("check", "preprocess", "embed", "embed_merge", "pretrain", "align", "finetune", "analyze", "baselines_plan",
+         "train", "leaderboard", "compare", "publish", "recommend")
 # Steps whose result depends on the model store, not only on their inputs: a cached answer would be stale.
 UNCACHEABLE = ("compare", "publish")
+
+
+# Kubernetes spellings, as KFP checks them when it compiles (kfp.dsl.PipelineTask, kfp.dsl.structures)
+CPU = (r"([0-9]*[.])?[0-9]+m?", "a number of cores, or millicores as e.g. 500m")
+MEMORY = (r"[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?", "bytes, or a number with a unit as e.g. 16Gi")
+DURATION = (r"[0-9]+[smhdw]", "a whole number and a unit s, m, h, d or w, e.g. 60s")
+NAME = (r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?", "a Kubernetes object name (lower case, digits, '-', '.'), or empty")
+# the k8s spelling of a toleration field -> kfp.kubernetes.add_toleration's argument
+TOLERATION_ARGS = {"key": "key", "operator": "operator", "value": "value", "effect": "effect",
+                   "tolerationSeconds": "toleration_seconds", "toleration_seconds": "toleration_seconds"}
+TOLERATION_CHOICES = {"operator": ("Exists", "Equal"), "effect": ("NoSchedule", "PreferNoSchedule", "NoExecute")}
 
 
 @dataclass
 class StepPlacement:
     """Resources and policies of one step."""
 
-    image: str = "cpu"  # a key of the `images:` map
-    cpu: str = "1"  # CPU request
-    memory: str = "4Gi"  # memory request
-    gpus: int = 0  # accelerators on the GPU pool; 0 = a CPU step
-    retries: int = 0  # retries after a failure (a preempted GPU node, say)
-    backoff: str = "60s"  # wait before the first retry
-    backoff_factor: float = 2.0  # each later wait is this many times longer
-    backoff_max: str = "3600s"  # retries stop after this long
-    caching: bool = True  # reuse the outputs of an identical earlier task
+    image: str = option("cpu", "a key of the `images:` map")
+    cpu: str = option("1", "CPU request", pattern=CPU)
+    memory: str = option("4Gi", "memory request", pattern=MEMORY)
+    gpus: int = option(0, "accelerators on the GPU pool; 0 = a CPU step", low=0)
+    retries: int = option(0, "retries after a failure (a preempted GPU node, say)", low=0)
+    backoff: str = option("60s", "wait before the first retry", pattern=DURATION)
+    backoff_factor: float = option(2.0, "each later wait is this many times longer", low=1)
+    backoff_max: str = option("3600s", "retries stop after this long", pattern=DURATION)
+    caching: bool = option(True, "reuse the outputs of an identical earlier task")
 
 
 @dataclass
 class GpuPool:
     """How a GPU step reaches the GPU nodes (kfp-kubernetes settings)."""
 
-    accelerator: str = "nvidia.com/gpu"  # resource name of the device plugin
-    node_selector: dict[str, str] = field(default_factory=lambda: {"pad.dev/pool": "gpu"})
-    tolerations: list[dict[str, Any]] = field(
-        default_factory=lambda: [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
-    )
+    accelerator: str = option("nvidia.com/gpu", "resource name of the device plugin",
+                              pattern=(r"\S+", "a resource name, e.g. nvidia.com/gpu"))
+    node_selector: dict[str, str] = option({"pad.dev/pool": "gpu"}, "node labels a GPU step asks for")
+    tolerations: list[dict[str, Any]] = option(
+        [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}], "taints a GPU step tolerates")
 
 
 @dataclass
 class Volumes:
     """Cluster storage the steps use; empty names switch a feature off."""
 
-    checkpoint_pvc: str = ""  # PVC where GPU steps keep checkpoints, so a retry resumes
-    checkpoint_path: str = "/mnt/pad"  # where that PVC is mounted
-    gcs_secret: str = ""  # Secret with a GCS service-account key (`key.json`) for gs:// sources
+    checkpoint_pvc: str = option("", "PVC where GPU steps keep checkpoints, so a retry resumes", pattern=NAME)
+    checkpoint_path: str = option("/mnt/pad", "where that PVC is mounted", pattern=(r"/.*", "an absolute path"))
+    gcs_secret: str = option("", "Secret with a GCS service-account key (`key.json`) for gs:// sources",
+                             pattern=NAME)
 
 
 @dataclass
@@ -77,30 +90,32 @@ class Placement:
 
 
 def _typed(cls, raw: Any, where: str):
-    """Build dataclass `cls` from a mapping, naming unknown or mistyped fields."""
+    """Build option dataclass `cls` from a mapping; errors name the file, the section and the field."""
     if raw is None:
         return cls()
     if not isinstance(raw, dict):
         raise PadError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(raw) - set(known))
+    kinds = {f.name: f.type for f in fields(cls)}
+    unknown = sorted(set(raw) - set(kinds))
     if unknown:
-        raise PadError(f"{where}: unknown field(s) {unknown}; expected some of {sorted(known)}")
-    values = {}
-    for name, value in raw.items():
-        default = getattr(cls(), name)
-        if isinstance(default, str) and isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = str(value)  # `cpu: 2` means "2"
-        if isinstance(default, bool) or isinstance(value, bool):
-            ok = isinstance(value, bool) and isinstance(default, bool)
-        elif isinstance(default, float):
-            ok = isinstance(value, (int, float))
-        else:
-            ok = isinstance(value, type(default))
-        if not ok:
-            raise PadError(f"{where}.{name}: expected {type(default).__name__}, got {value!r}")
-        values[name] = value
-    return cls(**values)
+        raise PadError(f"{where}: unknown field(s) {unknown}; expected some of {sorted(kinds)}")
+    # `cpu: 2` means "2": YAML reads numbers where Kubernetes wants quantities as text
+    obj = cls(**{k: str(v) if kinds[k] == "str" and isinstance(v, (int, float)) and not isinstance(v, bool) else v
+                 for k, v in raw.items()})
+    check_options(obj, where)
+    return obj
+
+
+def _check_tolerations(tolerations: list, where: str) -> None:
+    for i, t in enumerate(tolerations):
+        if not isinstance(t, dict):
+            raise PadError(f"{where}.tolerations[{i}] is {t!r}; expected a mapping")
+        unknown = sorted(set(t) - set(TOLERATION_ARGS))
+        if unknown:
+            raise PadError(f"{where}.tolerations[{i}]: unknown field(s) {unknown}; known: {', '.join(TOLERATION_ARGS)}")
+        for name, allowed in TOLERATION_CHOICES.items():
+            if name in t and t[name] not in allowed:
+                raise PadError(f"{where}.tolerations[{i}].{name} is {t[name]!r}; allowed: {', '.join(allowed)}")
 
 
 def load_placement(path: str | os.PathLike | None = None) -> Placement:
@@ -132,10 +147,12 @@ def load_placement(path: str | os.PathLike | None = None) -> Placement:
             raise PadError(f"{path}: steps.{s}.caching is true; {s} reads the model store, so a cached result would "
                            "be stale: set caching: false")
     pipeline_root = raw.get("pipeline_root") or ""
+    gpu_pool = _typed(GpuPool, raw.get("gpu_pool"), f"{path}: gpu_pool")
+    _check_tolerations(gpu_pool.tolerations, f"{path}: gpu_pool")
     return Placement(
         images=dict(images),
         steps=steps,
-        gpu_pool=_typed(GpuPool, raw.get("gpu_pool"), f"{path}: gpu_pool"),
+        gpu_pool=gpu_pool,
         volumes=_typed(Volumes, raw.get("volumes"), f"{path}: volumes"),
         pipeline_root=str(pipeline_root),
         source=str(path),

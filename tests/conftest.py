@@ -15,8 +15,22 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import settings
 
 from padcore.dataset import Dataset, Protocol, RawData, build_dataset, write_dataset
+
+# The fuzz tests (tests/test_fuzz.py): CI runs a fixed seed and a bounded number of examples;
+# `pytest tests/test_fuzz.py --hypothesis-profile fuzz-long` runs many more, from a fresh seed each time.
+settings.register_profile("ci", max_examples=60, derandomize=True, deadline=None, database=None, print_blob=True)
+settings.register_profile("fuzz-long", max_examples=3000, deadline=None, print_blob=True)
+settings.load_profile("ci")
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("pad", "pad's fault and fuzz tests")
+    group.addoption("--crash-kills", type=int, default=20, help="tests/test_faults.py: kills per command (default 20)")
+    group.addoption("--crash-exec", action="store_true",
+                    help="tests/test_faults.py: start every run as a fresh python instead of a fork (slower)")
 
 
 def free_port() -> int:
@@ -125,12 +139,44 @@ def file_server(tmp_path):
     httpd.server_close()
 
 
+def artifact(cls, folder: Path, name: str):
+    """A KFP artifact of type `cls` at `folder/name`, for calling a component's `.python_func`."""
+    a = cls(name=name)
+    a.path = str(folder / name)
+    return a
+
+
 @contextmanager
 def private_data_home(folder: Path) -> Iterator[Path]:
     """PAD_DATA_HOME = `folder` while a module fixture embeds, so the text cache never lands in the user's data home."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PAD_DATA_HOME", str(folder))
         yield folder
+
+
+def save_tiny_bert(folder: Path, texts: list[str]):
+    """A randomly initialised 2-layer BERT (seed 0) and a word-level tokenizer over `texts`, saved into `folder`.
+
+    Returns (model, tokenizer).
+    """
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    words = sorted({w for t in texts for w in t.lower().replace(",", " ").split()})
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *words])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", model_max_length=64
+    )
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    model = BertModel(config).eval()
+    model.save_pretrained(folder)
+    fast.save_pretrained(folder)
+    return model, fast
 
 
 def _synthetic_raw(n_users: int = 300, n_items: int = 60, seed: int = 0, lengths: tuple[int, int] = (3, 30)) -> RawData:

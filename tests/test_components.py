@@ -10,11 +10,12 @@ from kfp.dsl import HTML, Artifact, Dataset, Markdown, Metrics, Model
 
 from components.align import align
 from components.analyze import analyze
-from components.base import shard_specs, training_options, typed_options, work_folder
+from components.base import shard_specs, training_options, work_folder
 from components.embed import embed
 from components.embed_merge import embed_merge
 from components.finetune import finetune
 from components.preprocess import preprocess
+from conftest import artifact
 from components.pretrain import pretrain
 from padcore.config import TrainConfig
 from padcore.errors import PadError
@@ -22,12 +23,6 @@ from padcore.errors import PadError
 # Small and quick: two epochs of a narrow one-layer model. Floats stand in for ints as KFP's JSON sends them.
 TINY = {"dim": 16.0, "layers": 1.0, "patience": 1.0, "batch_size": 64.0}
 GROUPS = ("warm", "median", "cold")
-
-
-def artifact(cls, folder: Path, name: str):
-    a = cls(name=name)
-    a.path = str(folder / name)
-    return a
 
 
 def write_source(raw, folder: Path) -> str:
@@ -119,11 +114,13 @@ def test_training_outputs_match_the_model_metrics(chain, phase):
     assert (Path(out["model"].path) / "model.safetensors").is_file()
     # the Table-2-like results: one column per model so far, the improvement of the last over the backbone
     md = Path(out["results"].path).read_text()
-    columns = {"pretrain": ["SASRec"], "align": ["SASRec", "Align expert"], "finetune": ["SASRec", "Align expert", "PAD"]}
+    columns = {"pretrain": ["SASRec"], "align": ["SASRec", "alignment expert"],
+               "finetune": ["SASRec", "alignment expert", "PAD"]}
     header = md.splitlines()[0]
     assert header == "| Dataset | Metric | " + " | ".join(columns[phase]) + (" | Impr. |" if phase != "pretrain" else " |")
     row = next(line for line in md.splitlines() if "| HR@10 |" in line).strip("| ").split(" | ")
-    assert row[2 + len(columns[phase]) - 1] == f"{saved['test']['hr@10']:.4f}", "this step's model is the last column"
+    cell = re.sub(r"\*\*|</?u>", "", row[2 + len(columns[phase]) - 1])  # best bold, second underlined (Table 2)
+    assert cell == f"{saved['test']['hr@10']:.4f}", "this step's model is the last column"
     assert all(f"| {g} |" in md for g in GROUPS)
     plots = Path(out["plots"].path).read_text()
     assert plots.startswith("<!doctype html>") and re.search(r'src="data:image/png;base64,[A-Za-z0-9+/]{100,}', plots)
@@ -178,7 +175,8 @@ def test_retried_step_resumes_from_the_checkpoint_volume(chain, tmp_path, monkey
             raise RuntimeError("node preempted")
         assert (partial / "resume.pt").read_text() == "epoch 1"
         partial.rename(out)
-        (Path(out) / "metrics.json").write_text((Path(chain["pretrain"]["model"].path) / "metrics.json").read_text())
+        for name in ("metrics.json", "config.json"):  # what the UI outputs read: the metrics and the model's title
+            (Path(out) / name).write_text((Path(chain["pretrain"]["model"].path) / name).read_text())
 
     monkeypatch.setattr(padcore.steps, "pretrain", flaky_pretrain)
     volume = tmp_path / "volume"
@@ -206,10 +204,8 @@ def test_option_helpers():
     assert shard_specs(3) == ["0/3", "1/3", "2/3"]
     with pytest.raises(PadError, match="embed_shards"):
         shard_specs(0)
-    assert typed_options({"dim": 32.0, "lr": 1.0, "gamma": 0.5, "backbone": "caser"}, TrainConfig()) == {
-        "dim": 32, "lr": 1.0, "gamma": 0.5, "backbone": "caser"}
-    assert isinstance(typed_options({"dim": 32.0}, TrainConfig())["dim"], int)
-    assert training_options({"dim": 8.0}, backbone="sasrec", epochs=0, seed=1) == {"dim": 8, "backbone": "sasrec", "seed": 1}
+    assert training_options({"dim": 8.0}, backbone="sasrec", epochs=0, seed=1) == {"dim": 8.0, "backbone": "sasrec", "seed": 1}
+    assert TrainConfig.from_options(training_options({"dim": 32.0}, seed=1)).dim == 32, "KFP's float numbers are coerced"
     assert training_options({}, epochs=3)["epochs"] == 3
     with pytest.raises(PadError, match=r"\['backbone'\]"):
         training_options({"backbone": "gru4rec"}, backbone="sasrec")

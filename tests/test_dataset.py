@@ -201,10 +201,12 @@ def test_missing_columns():
 
 
 def test_protocol_rejects_nonsense():
-    with pytest.raises(PadError, match="min_len=2"):
+    with pytest.raises(PadError, match="preprocess option 'min_len' is 2; allowed: 3 <= value"):
         Protocol(min_len=2)
-    with pytest.raises(PadError, match="buckets=0"):
+    with pytest.raises(PadError, match="preprocess option 'buckets' is 0; allowed: 1 <= value"):
         Protocol(buckets=0)
+    with pytest.raises(PadError, match="preprocess option 'max_len' is 2.5; expected a whole number"):
+        Protocol.from_options(max_len=2.5)
 
 
 def test_write_load_round_trip(make_dataset):

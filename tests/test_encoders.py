@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import save_tiny_bert
 from padcore.encoders import EncoderOptions, resolve, resolve_device
 from padcore.errors import PadError
 
@@ -53,23 +54,8 @@ def test_minilm_settings_are_machine_independent():
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory):
     """A randomly initialised 2-layer BERT and a word-level tokenizer, saved as a model folder."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-    words = sorted({w for t in TITLES for w in t.lower().replace(",", " ").split()})
-    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *words])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", model_max_length=64
-    )
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
-    model = BertModel(config).eval()
     folder = tmp_path_factory.mktemp("tiny-bert")
-    model.save_pretrained(folder)
-    fast.save_pretrained(folder)
+    model, fast = save_tiny_bert(folder, TITLES)
     return folder, model, fast
 
 
@@ -92,12 +78,12 @@ def test_hf_mean_pooling_ignores_padding(tiny_bert):
         ("bert", EncoderOptions(), "unknown encoder 'bert'"),
         ("hf:/no/such/folder", EncoderOptions(), "does not exist"),
         ("hf:./no-such-folder", EncoderOptions(), "does not exist"),
-        ("hf:", EncoderOptions(), "empty model name"),
-        ("minilm", EncoderOptions(pooling="max"), r"takes no option\(s\) \['pooling'\]"),
+        ("hf:", EncoderOptions(), "unknown encoder 'hf:'"),
+        ("llm2vec", EncoderOptions(base_model=""), "base_model: empty model name"),
+        ("minilm", EncoderOptions(pooling="last_token"), r"takes no option\(s\) \['pooling'\]"),
         ("minilm", EncoderOptions(adapter="supervised"), "takes no option"),
-        ("hf:bert-base-uncased", EncoderOptions(pooling="cls"), "pooling 'cls'"),
+        ("hf:bert-base-uncased", EncoderOptions(pooling="eos_token"), "pooling 'eos_token'"),
         ("hf:bert-base-uncased", EncoderOptions(instruction="x"), "takes no option"),
-        ("llm2vec", EncoderOptions(pooling="max"), "pooling 'max'"),
         ("llm2vec", EncoderOptions(base_model="/no/such/llama"), "base_model '/no/such/llama'"),
         ("llm2vec", EncoderOptions(adapter="./no-such-lora"), "adapter './no-such-lora'"),
     ],
@@ -148,6 +134,8 @@ def test_llm2vec_without_the_extra_says_how_to_install_it():
 def test_unknown_options_and_devices_are_errors():
     with pytest.raises(PadError, match=r"unknown encoder option\(s\) \['temperature'\]"):
         EncoderOptions.from_dict({"temperature": 0.1})
+    with pytest.raises(PadError, match="encoder option 'pooling' is 'max'; allowed: mean, weighted_mean, eos_token"):
+        EncoderOptions.from_dict({"pooling": "max"})
     with pytest.raises(PadError, match="expected auto, cpu"):
         resolve_device("tpu")
     assert resolve_device("cpu") == "cpu"

@@ -10,7 +10,7 @@ from padcore.errors import PadError
 from pipelines.client import compile_package
 from pipelines.placement import DEFAULT_PATH, STEPS, load_placement, set_images
 
-KINDS = {"preprocess", "embed", "embed-merge", "pretrain", "align", "finetune", "analyze", "compare", "publish",
+KINDS = {"check", "preprocess", "embed", "embed-merge", "pretrain", "align", "finetune", "analyze", "compare", "publish",
          "recommend", "baselines-plan", "train", "leaderboard"}
 EDGES = {
     ("preprocess", "embed"), ("embed", "embed-merge"),
@@ -127,6 +127,30 @@ def test_default_package_has_the_steps_and_edges(tmp_path):
     assert edges(spec) == EDGES
 
 
+def test_every_gpu_step_waits_for_the_parameter_check(tmp_path):
+    """A typo in a parameter fails the CPU step `check`; no GPU step starts before it has passed."""
+    spec, _, placement = compiled(tmp_path)
+    tasks = all_tasks(spec)
+    root = spec["root"]["dag"]["tasks"]
+
+    def after(name: str) -> set[str]:
+        """Every root task `name` waits for, directly or through others (a task in a loop or a condition waits as
+        the loop or condition does)."""
+        while tasks[name][2] != "root":
+            name = next(n for n, (k, _, _) in tasks.items() if f"comp-{k}" == tasks[name][2])
+        direct = set(root[name].get("dependentTasks", []))
+        return direct.union(*(after(d) for d in direct))
+
+    gpu = placement.gpu_steps()
+    assert {"embed", "pretrain", "align", "finetune"} <= set(gpu)
+    for step in gpu:
+        assert "check" in after(step.replace("_", "-")), step
+    check_inputs = set(root["check"]["inputs"]["parameters"])
+    assert check_inputs == {"encoder", "backbone", "loss", "epochs", "gamma", "seed", "device", "train_options",
+                            "analyze_options", "baselines"}
+    assert not check_inputs & set(root["preprocess"]["inputs"]["parameters"]), "preprocess's cache key stays small"
+
+
 def test_run_parameters_and_defaults(tmp_path):
     spec, _, _ = compiled(tmp_path)
     params = spec["root"]["inputDefinitions"]["parameters"]
@@ -225,7 +249,20 @@ def test_compile_verb(tmp_path, capsys):
     [
         ("images: {cpu: a}\nsteps: {trian: {}}\n", "steps ['trian'] are not pipeline steps"),
         ("images: {cpu: a}\nsteps: {embed: {image: gpu}}\n", "steps.embed.image is 'gpu'"),
-        ("images: {cpu: a}\nsteps: {embed: {gpus: one}}\n", "steps.embed.gpus: expected int"),
+        ("images: {cpu: a}\nsteps: {embed: {gpus: one}}\n", "steps.embed option 'gpus' is 'one'; expected a whole number"),
+        ("images: {cpu: a}\nsteps: {embed: {gpus: -1}}\n", "steps.embed option 'gpus' is -1; allowed: 0 <= value"),
+        ("images: {cpu: a}\nsteps: {embed: {retries: 1.5}}\n", "steps.embed option 'retries' is 1.5; expected a whole"),
+        ("images: {cpu: a}\nsteps: {embed: {memory: 16GB}}\n", "steps.embed option 'memory' is '16GB'; allowed: bytes"),
+        ("images: {cpu: a}\nsteps: {embed: {cpu: two}}\n", "steps.embed option 'cpu' is 'two'; allowed: a number"),
+        ("images: {cpu: a}\nsteps: {embed: {backoff: 1 min}}\n", "option 'backoff' is '1 min'; allowed: a whole"),
+        ("images: {cpu: a}\nsteps: {embed: {backoff_factor: 0}}\n", "option 'backoff_factor' is 0.0; allowed: 1 <="),
+        ("images: {cpu: a}\nsteps: {embed: {caching: maybe}}\n", "option 'caching' is 'maybe'; expected true or false"),
+        ("images: {cpu: a}\ngpu_pool: {node_selector: {pool: 1}}\n", "'node_selector' is {'pool': 1}; expected a"),
+        ("images: {cpu: a}\ngpu_pool: {tolerations: {key: x}}\n", "'tolerations' is {'key': 'x'}; expected a list"),
+        ("images: {cpu: a}\ngpu_pool: {tolerations: [{kye: x}]}\n", "gpu_pool.tolerations[0]: unknown field(s) ['kye']"),
+        ("images: {cpu: a}\ngpu_pool: {tolerations: [{effect: NoRun}]}\n", "tolerations[0].effect is 'NoRun'; allowed"),
+        ("images: {cpu: a}\nvolumes: {checkpoint_pvc: My_Claim}\n", "'checkpoint_pvc' is 'My_Claim'; allowed: a Kub"),
+        ("images: {cpu: a}\nvolumes: {checkpoint_path: mnt}\n", "'checkpoint_path' is 'mnt'; allowed: an absolute"),
         ("images: {cpu: a}\nsteps: {embed: {gpu: 1}}\n", "unknown field(s) ['gpu']"),
         ("images: {cpu: a}\ngpu_pool: {selector: {}}\n", "gpu_pool: unknown field(s) ['selector']"),
         ("images: {}\n", "field 'images'"),

@@ -64,14 +64,15 @@ def local_run(tmp_path_factory):
 
 def test_every_step_ran_and_succeeded(local_run):
     steps = [name for name, _, _ in local_run.steps]
-    assert sorted(steps) == sorted(["preprocess", "embed", "embed", "embed-merge", "pretrain", "align", "finetune",
-                                    "analyze", "compare", "publish", "recommend", "baselines-plan", "train", "train",
-                                    "leaderboard"])
+    assert sorted(steps) == sorted(["check", "preprocess", "embed", "embed", "embed-merge", "pretrain", "align",
+                                    "finetune", "analyze", "compare", "publish", "recommend", "baselines-plan",
+                                    "train", "train", "leaderboard"])
     assert all(status == "SUCCESS" for _, _, status in local_run.steps)
     assert steps.index("embed-merge") > max(i for i, s in enumerate(steps) if s == "embed")
     assert steps.index("finetune") > steps.index("align") > steps.index("pretrain")
     assert steps.index("recommend") > steps.index("publish") > steps.index("compare") > steps.index("finetune")
     assert steps.index("leaderboard") > max(i for i, s in enumerate(steps) if s in ("train", "finetune"))
+    assert steps.index("check") < min(steps.index("embed"), steps.index("pretrain"))
 
 
 def test_every_artifact_is_where_the_run_says(local_run):
@@ -274,3 +275,23 @@ def test_the_docker_runner_without_an_engine_says_how_to_start_one(tmp_path, mon
     assert main(["run", "--runner", "docker", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "no container engine answers at unix:///nonexistent/docker.sock" in err and "DOCKER_HOST=" in err
+
+
+def test_a_bad_parameter_fails_the_check_step_before_any_gpu_step(tmp_path):
+    """Past the CLI's own check (a package run from the KFP UI): the pipeline's `check` step refuses the value."""
+    from kfp import local
+
+    from conftest import _synthetic_raw
+    from pipelines.pad_pipeline import build_pipeline
+    from pipelines.placement import load_placement
+
+    raw = _synthetic_raw(n_users=60, n_items=20, seed=2)
+    (tmp_path / "source").mkdir()
+    raw.interactions.to_csv(tmp_path / "source" / "interactions.csv", index=False)
+    raw.items.to_csv(tmp_path / "source" / "items.csv", index=False)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "runs"))
+    with pytest.raises(RuntimeError, match=r"Inner task failed: \S*'check'"):
+        build_pipeline(load_placement())(source=f"files:{tmp_path / 'source'}", train_options={"dim": 0})
+    ran = {p.name for p in (tmp_path / "runs").glob("pad-*/*")}  # the folders of the tasks that wrote outputs
+    assert not ran & {"pretrain", "align", "finetune", "embed-merge", "analyze"}
+    assert not list((tmp_path / "runs").glob("pad-*/for-loop*")), "no embedding shard started"
