@@ -4,13 +4,14 @@
 #   make build     build the images, push them (REGISTRY=...) or load them into kind (KIND=pad), record their tags
 #   make run       the whole pipeline locally with kfp.local (ARGS="--source files:/data/shop")
 #   make test      the test suite, then the llm2vec and the serving tests in their own environments
+#   make test-containers   build the cpu image on podman and run the pipeline in it (root, Debian)
 PYTHON ?= python
 PLACEMENT ?= pipelines/placement.yaml
 REGISTRY ?= pad.local
 KIND ?=
 ARGS ?=
 
-.PHONY: install compile build run test
+.PHONY: install compile build run test test-containers
 
 install:
 	$(PYTHON) -m pip install -e ".[dev]"
@@ -28,3 +29,6 @@ test:
 	$(PYTHON) -m pytest -q
 	bash tests/llm2vec/run.sh
 	bash tests/serve/run.sh
+
+test-containers:
+	bash tests/containers/run.sh

@@ -223,7 +223,7 @@ def _run(args: argparse.Namespace) -> None:
         "baselines": [name for name in (args.baselines or "").split(",") if name], **parse_params(args.param),
     }
     run = run_local(params, out=args.out, placement_path=args.config, cache=args.cache, verbose=args.verbose,
-                    threads=args.threads)
+                    threads=args.threads, runner=args.runner)
     print(report(run))
 
 
@@ -429,6 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="any other pipeline parameter, e.g. train_options='{\"dim\": 32}' (repeatable)")
     p.add_argument("--config", help="placement file (default: $PAD_PLACEMENT or pipelines/placement.yaml)")
     p.add_argument("--threads", type=int, help="CPU threads per step (default: the cores not busy with other work)")
+    p.add_argument("--runner", choices=("subprocess", "docker"), default="subprocess",
+                   help="subprocess: each step in this Python environment (default); docker: each step in its image "
+                        "of the placement file, on the Docker-API engine at $DOCKER_HOST (Docker or podman)")
     p.add_argument("--cache", action="store_true", help="reuse outputs of identical earlier tasks under --out")
     p.add_argument("--verbose", action="store_true", help="also show the KFP executor's own log lines")
     p.add_argument("--as-of", help="train on the data up to this time (as for pad preprocess; default: everything)")

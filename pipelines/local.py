@@ -1,13 +1,16 @@
 """`pad run`: the whole PAD pipeline on this machine with `kfp.local`.
 
-The DAG is the one a cluster runs (same components, same placement file); the
-local runner ignores images, resources and GPU settings, and the checkpoint
-volume is left out because there is no cluster storage here.
+The DAG is the one a cluster runs (same components, same placement file). The
+subprocess runner runs each step in this Python environment; the docker runner
+runs each step in its placement image on a Docker-API engine (Docker, podman).
+Both ignore resources and GPU settings, and the checkpoint volume is left out
+because there is no cluster storage here.
 """
 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import dataclasses
 import json
 import logging
@@ -137,6 +140,9 @@ def free_cores() -> int:
     return max(1, (os.cpu_count() or 1) - round(os.getloadavg()[0]))
 
 
+RUNNERS = ("subprocess", "docker")
+
+
 def run_local(
     params: dict[str, Any],
     out: str | Path = "runs",
@@ -144,10 +150,12 @@ def run_local(
     cache: bool = False,
     verbose: bool = False,
     threads: int | None = None,
+    runner: str = "subprocess",
 ) -> LocalRun:
     """Run the PAD pipeline with `params` under `kfp.local`; artifacts land in `out/pad-<time>/`.
 
-    `threads`: CPU threads of each step (None = `free_cores()`).
+    `threads`: CPU threads of each step (None = `free_cores()`). `runner`: one of
+    RUNNERS; `docker` runs each step in its image from the placement file.
     """
     from kfp import local
 
@@ -155,6 +163,8 @@ def run_local(
     from pipelines.pad_pipeline import build_pipeline
     from pipelines.placement import Volumes, load_placement
 
+    if runner not in RUNNERS:
+        raise PadError(f"runner {runner!r}: expected one of {list(RUNNERS)}")
     if threads is not None and threads < 1:
         raise PadError(f"--threads is {threads}; allowed: 1 or more")
     placement = load_placement(placement_path)
@@ -165,21 +175,30 @@ def run_local(
     )
     pipeline = build_pipeline(placement)
     check_run({name: spec.default for name, spec in (pipeline.component_spec.inputs or {}).items()}, params)
+    threads = threads or free_cores()
+    thread_env = {name: str(threads) for name in THREAD_VARS}
+    if runner == "docker":
+        from pipelines.containers import docker_runner, exit_codes_kept, local_folders
+
+        params, folders = local_folders(params)
+        task_runner, containers = docker_runner(placement, folders, thread_env), exit_codes_kept()
+    else:
+        task_runner, containers = local.SubprocessRunner(use_venv=False), contextlib.nullcontext()
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(out), enable_caching=cache)
+    local.init(runner=task_runner, pipeline_root=str(out), enable_caching=cache)
 
-    threads = threads or free_cores()
-    print(f"[pad run] {threads} CPU thread(s) per step ({os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; "
-          "--threads to choose)", flush=True)
+    where = "each step in its image" if runner == "docker" else "each step a subprocess"
+    print(f"[pad run] {where}; {threads} CPU thread(s) per step ({os.cpu_count()} cores, "
+          f"load {os.getloadavg()[0]:.1f}; --threads to choose)", flush=True)
     times = StepTimes()
     root = logging.getLogger()
     stdout, level, handlers, print_ = sys.stdout, root.level, root.handlers[:], builtins.print
     environ = {name: os.environ.get(name) for name in THREAD_VARS}
-    os.environ.update({name: str(threads) for name in THREAD_VARS})  # the steps' subprocesses inherit it
+    os.environ.update(thread_env)  # the steps' subprocesses inherit it
     t0 = time.perf_counter()
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), containers:
             if not verbose:
                 # The local runner ignores images and GPU/resource settings and says so per task.
                 warnings.filterwarnings("ignore", message=r".*(base image|no effect in the current local runner).*")

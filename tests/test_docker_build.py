@@ -1,8 +1,10 @@
-"""docker/build.py and the Dockerfile, without a Docker engine: context, tags, the build/push calls, the placement rewrite."""
+"""docker/build.py and the Dockerfile, without a Docker engine: context, build inputs and arguments, tags, the
+build/push calls, the placement rewrite. tests/containers/run.sh builds the images for real."""
 
 import importlib.util
 import re
 import shutil
+import sys
 import tarfile
 from io import BytesIO
 from pathlib import Path
@@ -14,15 +16,78 @@ from pipelines.placement import DEFAULT_PATH, load_placement
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("pad_docker_build", ROOT / "docker" / "build.py")
 build = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = build  # dataclasses look their module up there
 spec.loader.exec_module(build)
+PEM = "-----BEGIN CERTIFICATE-----\nnot a real one\n-----END CERTIFICATE-----\n"
 
 
 def test_context_holds_only_what_the_images_install():
-    names = tarfile.open(fileobj=BytesIO(build.build_context())).getnames()
+    names = tarfile.open(fileobj=BytesIO(build.source_context())).getnames()
     top = {n.split("/")[0] for n in names}
     assert top == {".dockerignore", ".pad.Dockerfile", "README.md", "pyproject.toml", "pad", "padcore", "components", "pipelines"}
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     assert "pipelines/placement.yaml" in names and "padcore/steps.py" in names
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    (tmp_path / "ca.pem").write_text(PEM)
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    for name in ("torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl", "sympy-1.14.0-py3-none-any.whl"):
+        (wheels / name).write_bytes(b"wheel " + name.encode())
+    return build.BuildInputs(tmp_path / "ca.pem", wheels)
+
+
+def test_build_inputs_go_under_pad_build_and_the_builder_keeps_them(inputs):
+    with build.build_context(build.source_context(), inputs) as f:
+        tar = tarfile.open(fileobj=f)
+        names = tar.getnames()
+        assert tar.extractfile(".pad-build/ca.crt").read().decode() == PEM
+        assert tar.extractfile(".pad-build/wheels/sympy-1.14.0-py3-none-any.whl").read() == b"wheel sympy-1.14.0-py3-none-any.whl"
+        # the builder applies the context's .dockerignore, which excludes all but what it lets through
+        assert tar.extractfile(".dockerignore").read().decode().splitlines()[-1] == "!.pad-build/"
+    assert ".pad-build" in names and "padcore/steps.py" in names
+    with build.build_context(build.source_context(), build.BuildInputs()) as f:
+        assert [n for n in tarfile.open(fileobj=f).getnames() if n.startswith(".pad-build")] == [".pad-build"]
+
+
+def test_images_take_nothing_from_the_build_stages_but_the_venv():
+    stages = dict(re.findall(r"^FROM \S+ AS ([\w-]+)\n(.*?)(?=^FROM |\Z)", (ROOT / "docker" / "Dockerfile").read_text(),
+                             re.M | re.S))
+    assert {name for name, body in stages.items() if "pad-build" in body} == {"build"}
+    assert f"COPY {build.BUILD_INPUTS}/ /tmp/pad-build/" in stages["build"] and "/tmp/pad-build/wheels" in build.WHEELS_PIP
+    for target in build.ALL_TARGETS:
+        assert re.findall(r"^COPY .*$", stages[target], re.M) == [f"COPY --from={target}-venv /opt/venv /opt/venv"]
+
+
+def test_wheels_make_torch_come_from_them_unless_told_otherwise(inputs):
+    args = build.build_args(["BASE=pad.local/debian:bookworm-python3"], inputs)
+    assert args == {"BASE": "pad.local/debian:bookworm-python3", "CPU_TORCH_PIP": build.WHEELS_PIP,
+                    "CUDA_TORCH_PIP": build.WHEELS_PIP}
+    mine = "--index-url https://mirror.example/whl/cu128"
+    assert build.build_args([f"CUDA_TORCH_PIP={mine}"], inputs)["CUDA_TORCH_PIP"] == mine
+    assert build.build_args(["HTTPS_PROXY=http://proxy:3128"], build.BuildInputs()) == {"HTTPS_PROXY": "http://proxy:3128"}
+
+
+@pytest.mark.parametrize("pair, message", [
+    ("TORCH_INDEX=x", "not an ARG of docker/Dockerfile"),
+    ("BASE", "expected NAME=VALUE"),
+])
+def test_bad_build_args_are_named(pair, message):
+    with pytest.raises(build.PadError, match=message):
+        build.build_args([pair], build.BuildInputs())
+
+
+def test_bad_build_inputs_are_named(tmp_path, inputs):
+    (tmp_path / "not-a-ca.txt").write_text("hello")
+    with pytest.raises(build.PadError, match="no PEM certificate"):
+        build.BuildInputs(ca_bundle=tmp_path / "not-a-ca.txt").check("2.13.0")
+    with pytest.raises(build.PadError, match="file not found"):
+        build.BuildInputs(ca_bundle=tmp_path / "missing.pem").check("2.13.0")
+    with pytest.raises(build.PadError, match=r"no torch-2\.14\.0\*\.whl there; fill it with `pip download torch==2\.14\.0"):
+        inputs.check("2.14.0")
+    inputs.check("2.13.0")
 
 
 def test_tags_are_version_and_sha_never_latest():
@@ -37,20 +102,19 @@ def test_tags_are_version_and_sha_never_latest():
 
 def test_dockerfile_targets_match_the_placement_images():
     text = (ROOT / "docker" / "Dockerfile").read_text()
-    targets = re.findall(r"^FROM \S+ AS (\w+)$", text, re.M)
-    assert set(targets) - {"base", "serve"} == set(build.TARGETS) == set(load_placement().images)
+    images = set(re.findall(r"^FROM base AS ([\w-]+)$", text, re.M)) - {"build"}  # the runtime stages
+    assert images == set(build.ALL_TARGETS) and set(build.TARGETS) == set(load_placement().images)
     # every image ends as the non-root user, and pins the torch the project pins
-    stages = {re.match(r"\S+ AS (\w+)", s).group(1): s for s in re.split(r"^FROM ", text, flags=re.M)[1:]}
-    for name in build.TARGETS:
+    stages = {re.match(r"\S+ AS ([\w-]+)", s).group(1): s for s in re.split(r"^FROM ", text, flags=re.M)[1:]}
+    for name in build.ALL_TARGETS:
         assert stages[name].rstrip().splitlines()[-2:] == ["USER 1000:1000", "WORKDIR /home/pad"], name
     torch_pin = re.search(r'"torch==([\d.]+)"', (ROOT / "pyproject.toml").read_text()).group(1)
     assert f"ARG TORCH={torch_pin}" in text
-    assert '".[llm2vec]"' in text.split("AS llm2vec")[1]
-    assert "whl/cpu" in text.split("AS cpu")[1].split("FROM")[0]
-    # the predictor image (pad serve): the [serve] extra, CPU torch, non-root
-    serve = stages["serve"]
-    assert '".[serve]"' in serve and "whl/cpu" in serve and 'ENTRYPOINT ["pad", "serve"]' in serve
-    assert serve.rstrip().splitlines()[-2:] == ["USER 1000:1000", "WORKDIR /home/pad"]
+    assert '"/tmp/pad-src[llm2vec]"' in stages["llm2vec-venv"] and '"/tmp/pad-src[serve]"' in stages["serve-venv"]
+    assert "whl/cpu" in stages["cpu-torch"] and "whl/cu" in stages["cuda-torch"]
+    assert not text.startswith("# syntax="), "BuildKit would fetch the syntax image from a registry"
+    # the predictor image (pad serve): the [serve] extra on CPU torch, non-root
+    assert "FROM cpu-torch AS serve-venv" in text and 'ENTRYPOINT ["pad", "serve"]' in stages["serve"]
 
 
 class FakeDocker:
@@ -63,8 +127,9 @@ class FakeDocker:
 
     def build(self, **kwargs):
         self.calls.append(("build", kwargs["tag"], kwargs["target"], kwargs["dockerfile"]))
-        tar = tarfile.open(fileobj=kwargs["fileobj"])
-        assert ".pad.Dockerfile" in tar.getnames() and kwargs["custom_context"]
+        self.buildargs = kwargs["buildargs"]
+        self.context_names = tarfile.open(fileobj=kwargs["fileobj"]).getnames()
+        assert ".pad.Dockerfile" in self.context_names and kwargs["custom_context"]
         if kwargs["tag"] == self.fail_on:
             return iter([{"stream": "Step 1/9\n"}, {"error": "pip install failed"}])
         return iter([{"stream": "Step 1/9\n"}, {"stream": "Successfully built\n"}])
@@ -94,6 +159,39 @@ def test_build_push_and_record(monkeypatch, placement, capsys):
         ("build", images["cpu"], "cpu", ".pad.Dockerfile"), ("push", images["cpu"]),
         ("build", images["gpu"], "gpu", ".pad.Dockerfile"), ("push", images["gpu"]),
     ]
+
+
+def test_build_args_and_inputs_reach_the_engine(monkeypatch, placement, inputs):
+    import docker
+
+    fake = FakeDocker()
+    monkeypatch.setattr(docker, "from_env", lambda: fake)
+    assert build.main(["--registry", "pad.local", "--targets", "cpu", "--no-push", "--placement", str(placement),
+                       "--build-arg", "BASE=pad.local/debian:bookworm-python3", "--ca-bundle", str(inputs.ca_bundle),
+                       "--torch-wheels", str(inputs.torch_wheels)]) == 0
+    assert [c[0] for c in fake.calls] == ["build"]
+    assert fake.buildargs == {"BASE": "pad.local/debian:bookworm-python3", "CPU_TORCH_PIP": build.WHEELS_PIP,
+                              "CUDA_TORCH_PIP": build.WHEELS_PIP}
+    assert {".pad-build/ca.crt", ".pad-build/wheels/sympy-1.14.0-py3-none-any.whl"} <= set(fake.context_names)
+
+
+def test_the_serve_image_is_built_but_not_placed(monkeypatch, placement, capsys):
+    import docker
+
+    fake, before = FakeDocker(), placement.read_text()
+    monkeypatch.setattr(docker, "from_env", lambda: fake)
+    assert build.main(["--registry", "pad.local", "--targets", "serve", "--no-push", "--placement", str(placement)]) == 0
+    ref = fake.calls[0][1]
+    assert fake.calls == [("build", ref, "serve", ".pad.Dockerfile")] and ref.startswith("pad.local/pad-serve:0.1.0-")
+    assert placement.read_text() == before
+    assert f"serve image: {ref}" in capsys.readouterr().out
+
+
+def test_no_engine_is_a_clear_error(monkeypatch, placement, capsys):
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    assert build.main(["--registry", "pad.local", "--targets", "cpu", "--placement", str(placement)]) == 2
+    err = capsys.readouterr().err
+    assert "no container engine answers at unix:///nonexistent/docker.sock" in err and "podman system service" in err
 
 
 def test_kind_load_instead_of_push(monkeypatch, placement):

@@ -1,5 +1,6 @@
 """The whole PAD pipeline through kfp.local on a small synthetic data set: every artifact and metric it produced."""
 
+import os
 import json
 import re
 from pathlib import Path
@@ -193,6 +194,87 @@ def test_threads_default_to_the_free_cores(monkeypatch, cores, load, expected):
     monkeypatch.setattr(os, "cpu_count", lambda: cores)
     monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
     assert free_cores() == expected
+
+
+class FakeContainer:
+    """A container that has printed `log` and exited with `code` by the time its log ends."""
+
+    def __init__(self, log: list[bytes], code: int):
+        self.log, self.code, self.status, self.removed, self.short_id = log, code, "running", False, "c0ffee"
+
+    def logs(self, stream, follow):
+        yield from self.log
+
+    def reload(self):
+        self.status = "exited"
+        self.attrs = {"State": {"Status": "exited", "ExitCode": self.code}}
+
+    def remove(self, force):
+        self.removed = True
+
+
+class FakeEngine:
+    """The docker SDK calls of the docker runner: image lookups and detached runs."""
+
+    def __init__(self, images=(), code=0):
+        self.images, self.known, self.code, self.runs = self, set(images), code, []
+        self.containers = self
+
+    def get(self, ref):
+        import docker
+
+        if ref not in self.known:
+            raise docker.errors.ImageNotFound(ref)
+
+    def run(self, image, command, detach, volumes, **args):
+        self.runs.append((image, command, args))
+        self.container = FakeContainer([b"step says hi\n"], self.code)
+        return self.container
+
+
+@pytest.mark.parametrize("code", [0, 3])
+def test_a_step_container_reports_its_exit_code_and_goes(code, capsys):
+    from pipelines.containers import run_container
+
+    engine = FakeEngine(code=code)
+    assert run_container(engine, "img:1", ["sh", "-c", "x"], volumes={"/r": {"bind": "/r"}}, user="0:0") == code
+    assert engine.container.removed and engine.runs == [("img:1", ["sh", "-c", "x"], {"user": "0:0"})]
+    assert capsys.readouterr().out == "container c0ffee of image img:1\nstep says hi\n"
+
+
+def test_the_docker_runner_mounts_the_data_and_names_missing_images(tmp_path, monkeypatch):
+    import pipelines.containers
+    from pipelines.containers import docker_runner, local_folders
+    from pipelines.placement import load_placement
+
+    placement = load_placement()
+    monkeypatch.setenv("PAD_DATA_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(pipelines.containers, "engine", lambda: FakeEngine(images=[placement.images["cpu"]]))
+    with pytest.raises(PadError, match=rf"has no image .*{placement.images['gpu']}.*docker/build.py --registry"):
+        docker_runner(placement, [], {})
+    monkeypatch.setattr(pipelines.containers, "engine", lambda: FakeEngine(images=placement.images.values()))
+    (tmp_path / "shop").mkdir()
+    monkeypatch.chdir(tmp_path)
+    params, folders = local_folders({"source": "files:shop", "store": "runs/store", "seed": 1})
+    shop, store = tmp_path / "shop", tmp_path / "runs" / "store"
+    assert params == {"source": f"files:{shop}", "store": str(store), "seed": 1} and store.is_dir()
+    assert folders == [(shop, False), (store, True)]
+    assert local_folders({"source": "files:gs://b/shop", "store": "gs://b/store"})[1] == []
+    with pytest.raises(PadError, match="folder .*missing not found"):
+        local_folders({"source": "files:missing"})
+    runner = docker_runner(placement, folders, {"OMP_NUM_THREADS": "1"})
+    mounts = {m["Source"]: (m["Target"], m["ReadOnly"]) for m in runner.container_run_args["mounts"]}
+    home = str(tmp_path / "home")
+    assert mounts == {home: (home, False), str(shop): (str(shop), True), str(store): (str(store), False)}
+    assert runner.container_run_args["environment"] == {"OMP_NUM_THREADS": "1", "PAD_DATA_HOME": home}
+    assert runner.container_run_args["user"] == f"{os.getuid()}:{os.getgid()}"
+
+
+def test_the_docker_runner_without_an_engine_says_how_to_start_one(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    assert main(["run", "--runner", "docker", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no container engine answers at unix:///nonexistent/docker.sock" in err and "DOCKER_HOST=" in err
 
 
 def test_a_bad_parameter_fails_the_check_step_before_any_gpu_step(tmp_path):
