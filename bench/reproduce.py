@@ -244,11 +244,12 @@ def main() -> None:
     ap.add_argument("--only", nargs="+", default=["table2", "table3", "fig3", "fig4", "fig5a", "fig5b"])
     ap.add_argument("--work", type=Path, default=Path("runs/bench-quality"))
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training option for every run")
-    ap.add_argument("--no-write", action="store_true", help="print without writing bench/REPRODUCTION.md")
+    ap.add_argument("--no-write", action="store_true",
+                    help="print without writing bench/REPRODUCTION.md (figures go to <work>/figures)")
     args = ap.parse_args()
     runs = {n: Runs(args.work, n, parse_set(args.set)) for n in args.datasets}
-    figures = ROOT / "figures"
-    figures.mkdir(exist_ok=True)
+    figures = args.work / "figures" if args.no_write else ROOT / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
     s = args.seeds
     sections = {
         "table2": ("Table 2: overall comparison", lambda: table2(runs, s, args.losses)),
