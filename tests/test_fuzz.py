@@ -382,7 +382,7 @@ def read_text(path: Path, dataset: Path):
     from padcore.text import load_text
 
     table = load_text(path, dataset)
-    assert table.dtype == np.float32 and table.ndim == 2 and np.isfinite(table).all()
+    assert table.dtype in (np.float16, np.float32) and table.ndim == 2 and np.isfinite(table).all()  # as stored
     return table
 
 
