@@ -98,7 +98,7 @@ def _train(args: argparse.Namespace) -> None:
     from padcore.steps import train
 
     if args.list:
-        return _models_list(args)
+        return _registered_models()
     missing = [f"--{name}" for name in ("model", "dataset", "out") if getattr(args, name) is None]
     if missing:
         raise PadError(f"{', '.join(missing)} required (or --list)")
@@ -111,7 +111,7 @@ def _train(args: argparse.Namespace) -> None:
     train(args.model, args.dataset, args.text, args.out, parents=parents, **_training_options(args))
 
 
-def _models_list(args: argparse.Namespace) -> None:
+def _registered_models() -> None:
     from padcore.registry import MODELS
 
     for name in MODELS:

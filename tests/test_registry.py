@@ -72,6 +72,14 @@ def test_registries_refuse_unknown_names(world, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_pad_train_lists_every_registered_model(capsys):
+    from pad.cli import main
+
+    assert main(["train", "--list"]) in (0, None)
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert sorted(listed) == sorted(MODELS) and "pad" in listed and "hybrid" in listed
+
+
 def test_a_given_stage_is_not_trained_again(world, tmp_path, capsys):
     training.train("hybrid", world / "dataset", world / "text", tmp_path / "h", parents={"pretrain": world / "m1"},
                    **TINY)
