@@ -1,0 +1,148 @@
+"""How much can any per-bucket fusion of PAD's three experts gain? A ceiling, searched on nDCG@10 itself.
+
+Phase 3 fits per-bucket expert weights (`fusion=bucket`) with cross-entropy. When
+validation keeps its starting point (the experts at equal weights), is that the fit
+or the family? This bench answers with the most direct fit there is: a coordinate
+search of every bucket's coefficient on each expert's logit (score(u, i) =
+sum_e c[b(i), e] * s_e(u, i), the family `fusion=bucket` lives in), maximising
+nDCG@10 itself on the validation targets of one half of the users, then scored on
+the other half, and the other way round. It reports, on the held-out halves:
+
+- equal: the experts at equal weights (PAD, fused; phase 3's starting point);
+- learned: the fusion phase 3 fitted (`finetune-bucket`);
+- searched: the coordinate search (its in-sample score beside it).
+
+If searched does not beat equal out of sample, no per-bucket linear fusion of these
+experts can: the gain must come from the experts, not the gate. It reads the runs of
+bench/quality.py (same --work) and holds every validation score of the three experts
+in memory ([3, users, items] float32: 1.3 GB on Prime Pantry): a diagnostic for
+catalogues of that size.
+
+    PAD_DATA_HOME=../shared/datasets python bench/fusion_ceiling.py [--datasets ...] [--losses bce ce]
+        [--seeds 0 1 2] [--work runs/bench-quality]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common import ROOT, TITLES, machine, mean_std, write_section
+from padcore.batches import split_tensors
+from padcore.checkpoint import load_model
+from padcore.dataset import load_dataset
+from padcore.metrics import target_ranks
+from padcore.text import load_text
+
+MULTIPLIERS = (0.0, 0.5, 0.75, 1.33, 2.0)  # tried on one coefficient at a time
+CHUNK = 1024
+
+
+def expert_scores(model, split) -> torch.Tensor:
+    """[experts, users, items + 1] each expert's logit of every item for every user's validation input."""
+    model.eval()
+    with torch.no_grad():
+        tables = [e.tower.table() for e in model.experts.values()]
+        parts = []
+        for lo in range(0, len(split.targets), CHUNK):
+            states = model.states_from(split.inputs[lo : lo + CHUNK], tables)
+            parts.append(torch.stack([s[:, -1] @ t.T for s, t in zip(states, tables)]))
+    return torch.cat(parts, 1)
+
+
+def ndcg(scores: torch.Tensor, coef: torch.Tensor, buckets: torch.Tensor, split, rows: torch.Tensor) -> float:
+    """nDCG@10 (percent) of the fused scores sum_e coef[b(i), e] * s_e(u, i) over the users `rows`."""
+    w = coef[buckets].T[:, None, :]  # [experts, 1, items + 1]
+    total = 0.0
+    for part in rows.split(CHUNK):
+        fused = (scores[:, part] * w).sum(0)
+        ranks = target_ranks(fused, split.targets[part], split.history[part])
+        total += float(torch.where(ranks < 10, 1 / torch.log2(ranks.double() + 2), 0.0).sum())
+    return 100 * total / len(rows)
+
+
+def search(scores, coef, buckets, split, rows, sweeps: int) -> tuple[torch.Tensor, float]:
+    """Coordinate ascent of nDCG@10 on `rows`: each coefficient in turn times each multiplier, kept if better."""
+    best = ndcg(scores, coef, buckets, split, rows)
+    for _ in range(sweeps):
+        for b in range(1, coef.shape[0]):
+            for e in range(coef.shape[1]):
+                for m in MULTIPLIERS:
+                    trial = coef.clone()
+                    trial[b, e] *= m
+                    value = ndcg(scores, trial, buckets, split, rows)
+                    if value > best + 1e-9:
+                        best, coef = value, trial
+    return coef, best
+
+
+def learned_coefficients(folder: Path, text: np.ndarray) -> torch.Tensor:
+    """[buckets + 1, experts] c[b, e] = weight x temperature of the bucket fusion phase 3 fitted."""
+    fusion = load_model(folder, text).fusion
+    with torch.no_grad():
+        return fusion.bucket_weights() * fusion.log_temperature.exp()
+
+
+def ceiling(work: Path, name: str, loss: str, seed: int, sweeps: int) -> dict[str, float]:
+    root = work / name
+    ds = load_dataset(root / "dataset")
+    text = load_text(root / "text", ds)
+    run = root / loss / f"seed{seed}"
+    model = load_model(run / "finetune-equal", text)  # the three experts and an untrained bucket fusion
+    max_len = json.loads((run / "finetune-equal" / "config.json").read_text())["config"]["max_len"]
+    split = split_tensors(ds, max_len).valid
+    scores = expert_scores(model, split)
+    buckets = model.fusion.buckets
+    n_buckets = int(buckets.max()) + 1
+    users = torch.randperm(len(split.targets), generator=torch.Generator().manual_seed(seed))
+    halves = users[: len(users) // 2], users[len(users) // 2 :]
+    equal = torch.ones(n_buckets, scores.shape[0])
+    learned = learned_coefficients(run / "finetune-bucket", text)
+    out = {"equal": [], "learned": [], "searched": [], "searched, in sample": []}
+    for fit_rows, held_out in (halves, halves[::-1]):
+        coef, in_sample = search(scores, equal, buckets, split, fit_rows, sweeps)
+        out["equal"].append(ndcg(scores, equal, buckets, split, held_out))
+        out["learned"].append(ndcg(scores, learned, buckets, split, held_out))
+        out["searched"].append(ndcg(scores, coef, buckets, split, held_out))
+        out["searched, in sample"].append(in_sample)
+    return {k: float(np.mean(v)) for k, v in out.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", nargs="+", default=list(TITLES), choices=list(TITLES))
+    ap.add_argument("--losses", nargs="+", default=["bce", "ce"])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--sweeps", type=int, default=1, help="passes of the coordinate search")
+    ap.add_argument("--work", type=Path, default=Path("runs/bench-quality"))
+    ap.add_argument("--no-write", action="store_true", help="print the table without updating bench/RESULTS.md")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    keys = ("equal", "learned", "searched", "searched, in sample")
+    lines = ["| dataset, loss | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for name in args.datasets:
+        for loss in args.losses:
+            t0 = time.time()
+            runs = [ceiling(args.work, name, loss, s, args.sweeps) for s in args.seeds]
+            lines.append(f"| {TITLES[name]}, {loss.upper()} | "
+                         + " | ".join(mean_std([r[k] for r in runs]) for k in keys) + " |")
+            print(lines[-1], f"({time.time() - t0:.0f} s)", flush=True)
+    table = "\n".join(lines)
+    print(table)
+    if not args.no_write:
+        seeds = ", ".join(map(str, args.seeds))
+        write_section(ROOT / "RESULTS.md", "## quality: the fusion's ceiling", (
+            "## quality: the fusion's ceiling\n\nValidation nDCG@10 (percent) on held-out halves of the users, "
+            f"mean ± std over seeds {seeds}, of PAD's three experts fused per frequency bucket: at equal weights, "
+            "as phase 3 fitted them, and as a coordinate search of nDCG@10 itself fitted them on the other half "
+            f"(in-sample score beside it). Machine: {machine()}. Command: `PAD_DATA_HOME=../shared/datasets "
+            f"python bench/fusion_ceiling.py --work <bench/quality.py's work>`.\n\n{table}\n"))
+
+
+if __name__ == "__main__":
+    main()

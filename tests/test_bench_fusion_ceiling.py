@@ -1,0 +1,66 @@
+"""bench/fusion_ceiling.py: its nDCG@10 of a per-bucket fusion against brute force, and its search."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from padcore.batches import EvalSplit
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+@pytest.fixture(scope="module")
+def ceiling():
+    sys.path.insert(0, str(BENCH))  # the bench imports its neighbour `common`
+    spec = importlib.util.spec_from_file_location("fusion_ceiling", BENCH / "fusion_ceiling.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    yield module
+    sys.path.remove(str(BENCH))
+
+
+def world(seed=0, experts=3, users=40, items=30, n_buckets=3):
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.randn(experts, users, items + 1, generator=g)
+    history = torch.randint(0, items + 1, (users, 5), generator=g)  # 0 = padding
+    targets = torch.randint(1, items + 1, (users,), generator=g)
+    buckets = torch.cat([torch.zeros(1, dtype=torch.long), torch.randint(1, n_buckets + 1, (items,), generator=g)])
+    return scores, EvalSplit(torch.zeros(users, 4, dtype=torch.long), targets, history), buckets
+
+
+def brute_ndcg(scores, coef, buckets, split, rows):
+    s, c, b = scores.numpy(), coef.numpy(), buckets.numpy()
+    total = 0.0
+    for u in rows.tolist():
+        fused = sum(c[b, e] * s[e, u] for e in range(s.shape[0]))
+        seen = set(split.history[u].tolist()) - {0}
+        t = int(split.targets[u])
+        if t in seen:
+            continue
+        rank = sum(1 for i in range(1, len(fused)) if i not in seen and fused[i] > fused[t])
+        total += 1 / np.log2(rank + 2) if rank < 10 else 0.0
+    return 100 * total / len(rows)
+
+
+def test_ndcg_of_a_bucket_fusion_matches_brute_force(ceiling):
+    scores, split, buckets = world()
+    rows = torch.arange(5, 40)
+    for coef in (torch.ones(4, 3), torch.rand(4, 3, generator=torch.Generator().manual_seed(1))):
+        assert ceiling.ndcg(scores, coef, buckets, split, rows) == pytest.approx(
+            brute_ndcg(scores, coef, buckets, split, rows), abs=1e-9)
+
+
+def test_the_search_never_ends_below_its_start_and_finds_a_planted_expert(ceiling):
+    scores, split, buckets = world(seed=2)
+    scores[1] = scores[1] * 0.0  # expert 1 knows nothing; expert 0 puts every target first
+    scores[0, torch.arange(40), split.targets] = 100.0
+    rows = torch.arange(40)
+    equal = torch.ones(4, 3)
+    coef, best = ceiling.search(scores, equal, buckets, split, rows, sweeps=1)
+    assert best >= ceiling.ndcg(scores, equal, buckets, split, rows)
+    assert best == pytest.approx(brute_ndcg(scores, coef, buckets, split, rows))
+    assert (coef[1:, 0] >= coef[1:, 2]).all(), "the expert that knows the targets keeps the most weight"
