@@ -1,4 +1,4 @@
-"""bench/fusion_ceiling.py: its nDCG@10 of a per-bucket fusion against brute force, and its search."""
+"""bench/fusion_search.py: its nDCG@10 of a per-bucket fusion against brute force, and its search."""
 
 import importlib.util
 import sys
@@ -14,9 +14,9 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
 @pytest.fixture(scope="module")
-def ceiling():
+def search_bench():
     sys.path.insert(0, str(BENCH))  # the bench imports its neighbour `common`
-    spec = importlib.util.spec_from_file_location("fusion_ceiling", BENCH / "fusion_ceiling.py")
+    spec = importlib.util.spec_from_file_location("fusion_search", BENCH / "fusion_search.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     yield module
@@ -46,21 +46,21 @@ def brute_ndcg(scores, coef, buckets, split, rows):
     return 100 * total / len(rows)
 
 
-def test_ndcg_of_a_bucket_fusion_matches_brute_force(ceiling):
+def test_ndcg_of_a_bucket_fusion_matches_brute_force(search_bench):
     scores, split, buckets = world()
     rows = torch.arange(5, 40)
     for coef in (torch.ones(4, 3), torch.rand(4, 3, generator=torch.Generator().manual_seed(1))):
-        assert ceiling.ndcg(scores, coef, buckets, split, rows) == pytest.approx(
+        assert search_bench.ndcg(scores, coef, buckets, split, rows) == pytest.approx(
             brute_ndcg(scores, coef, buckets, split, rows), abs=1e-9)
 
 
-def test_the_search_never_ends_below_its_start_and_finds_a_planted_expert(ceiling):
+def test_the_search_never_ends_below_its_start_and_finds_a_planted_expert(search_bench):
     scores, split, buckets = world(seed=2)
     scores[1] = scores[1] * 0.0  # expert 1 knows nothing; expert 0 puts every target first
     scores[0, torch.arange(40), split.targets] = 100.0
     rows = torch.arange(40)
     equal = torch.ones(4, 3)
-    coef, best = ceiling.search(scores, equal, buckets, split, rows, sweeps=1)
-    assert best >= ceiling.ndcg(scores, equal, buckets, split, rows)
+    coef, best = search_bench.search(scores, equal, buckets, split, rows, sweeps=1)
+    assert best >= search_bench.ndcg(scores, equal, buckets, split, rows)
     assert best == pytest.approx(brute_ndcg(scores, coef, buckets, split, rows))
     assert (coef[1:, 0] >= coef[1:, 2]).all(), "the expert that knows the targets keeps the most weight"

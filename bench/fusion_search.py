@@ -1,24 +1,26 @@
-"""How much can any per-bucket fusion of PAD's three experts gain? A ceiling, searched on nDCG@10 itself.
+"""Phase 3's fusion against a second, direct fit: a search of per-bucket expert weights on nDCG@10 itself.
 
-Phase 3 fits per-bucket expert weights (`fusion=bucket`) with cross-entropy. When
-validation keeps its starting point (the experts at equal weights), is that the fit
-or the family? This bench answers with the most direct fit there is: a coordinate
-search of every bucket's coefficient on each expert's logit (score(u, i) =
-sum_e c[b(i), e] * s_e(u, i), the family `fusion=bucket` lives in), maximising
-nDCG@10 itself on the validation targets of one half of the users, then scored on
-the other half, and the other way round. It reports, on the held-out halves:
+Phase 3 fits per-bucket expert weights (`fusion=bucket`) with cross-entropy, and
+validation often keeps its starting point (the experts at equal weights). Is that
+the cross-entropy fit, or do per-bucket weights of these experts have little to
+give? This bench fits the same family a second way: a coordinate search of every
+bucket's coefficient on each expert's logit (score(u, i) = sum_e c[b(i), e] *
+s_e(u, i)), maximising nDCG@10 itself on the validation targets of one half of the
+users, scored on the other half, and the other way round. It reports, on the
+held-out halves:
 
 - equal: the experts at equal weights (PAD, fused; phase 3's starting point);
-- learned: the fusion phase 3 fitted (`finetune-bucket`);
-- searched: the coordinate search (its in-sample score beside it).
+- learned: the fusion phase 3 fitted (`finetune-bucket`; it saw those targets in
+  its own cross-fitting, so it is slightly favoured);
+- searched: the coordinate search (its in-sample score beside it: the gap is
+  how much it fits noise).
 
-If searched does not beat equal out of sample, no per-bucket linear fusion of these
-experts can: the gain must come from the experts, not the gate. It reads the runs of
-bench/quality.py (same --work) and holds every validation score of the three experts
-in memory ([3, users, items] float32: 1.3 GB on Prime Pantry): a diagnostic for
-catalogues of that size.
+The search is greedy over a coarse grid, a second opinion rather than a bound. It
+reads the runs of bench/quality.py (same --work) and holds every validation score
+of the three experts in memory ([3, users, items] float32: 1.3 GB on Prime
+Pantry): a diagnostic for catalogues of that size.
 
-    PAD_DATA_HOME=../shared/datasets python bench/fusion_ceiling.py [--datasets ...] [--losses bce ce]
+    PAD_DATA_HOME=../shared/datasets python bench/fusion_search.py [--datasets ...] [--losses bce ce]
         [--seeds 0 1 2] [--work runs/bench-quality]
 """
 
@@ -88,7 +90,7 @@ def learned_coefficients(folder: Path, text: np.ndarray) -> torch.Tensor:
         return fusion.bucket_weights() * fusion.log_temperature.exp()
 
 
-def ceiling(work: Path, name: str, loss: str, seed: int, sweeps: int) -> dict[str, float]:
+def compare(work: Path, name: str, loss: str, seed: int, sweeps: int) -> dict[str, float]:
     root = work / name
     ds = load_dataset(root / "dataset")
     text = load_text(root / "text", ds)
@@ -128,7 +130,7 @@ def main() -> None:
     for name in args.datasets:
         for loss in args.losses:
             t0 = time.time()
-            runs = [ceiling(args.work, name, loss, s, args.sweeps) for s in args.seeds]
+            runs = [compare(args.work, name, loss, s, args.sweeps) for s in args.seeds]
             lines.append(f"| {TITLES[name]}, {loss.upper()} | "
                          + " | ".join(mean_std([r[k] for r in runs]) for k in keys) + " |")
             print(lines[-1], f"({time.time() - t0:.0f} s)", flush=True)
@@ -136,12 +138,12 @@ def main() -> None:
     print(table)
     if not args.no_write:
         seeds = ", ".join(map(str, args.seeds))
-        write_section(ROOT / "RESULTS.md", "## quality: the fusion's ceiling", (
-            "## quality: the fusion's ceiling\n\nValidation nDCG@10 (percent) on held-out halves of the users, "
+        write_section(ROOT / "RESULTS.md", "## quality: the fusion searched", (
+            "## quality: the fusion searched\n\nValidation nDCG@10 (percent) on held-out halves of the users, "
             f"mean ± std over seeds {seeds}, of PAD's three experts fused per frequency bucket: at equal weights, "
             "as phase 3 fitted them, and as a coordinate search of nDCG@10 itself fitted them on the other half "
             f"(in-sample score beside it). Machine: {machine()}. Command: `PAD_DATA_HOME=../shared/datasets "
-            f"python bench/fusion_ceiling.py --work <bench/quality.py's work>`.\n\n{table}\n"))
+            f"python bench/fusion_search.py --work <bench/quality.py's work>`.\n\n{table}\n"))
 
 
 if __name__ == "__main__":
