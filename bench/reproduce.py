@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -123,8 +124,8 @@ def significance(ours: list[float], best: list[float]) -> str:
     return "*" if t > 0 and p < 0.05 else ""
 
 
-def table2(runs: dict[str, Runs], seeds: list[int], losses: list[str]) -> str:
-    models = ("id", *BASELINES, "pad")
+def table2(runs: dict[str, Runs], seeds: list[int], losses: list[str], baselines: list[str]) -> str:
+    models = ("id", *baselines, "pad")
     parts = []
     for loss in losses:
         head = "| model | " + " | ".join(f"{TITLES[n]} HR@10 | {TITLES[n]} nDCG@10" for n in runs) + \
@@ -139,7 +140,7 @@ def table2(runs: dict[str, Runs], seeds: list[int], losses: list[str]) -> str:
                     ours = [c[k] for c in vals[(m, n)]]
                     cell = mean_std(ours)
                     if m == "pad":
-                        best = max(BASELINES, key=lambda b: np.mean([c[k] for c in vals[(b, n)]]))
+                        best = max(baselines, key=lambda b: np.mean([c[k] for c in vals[(b, n)]]))
                         cell += significance(ours, [c[k] for c in vals[(best, n)]])
                     rank = sorted(models, key=lambda x: -np.mean([c[k] for c in vals[(x, n)]]))
                     row.append(f"**{cell}**" if rank[0] == m else f"<u>{cell}</u>" if rank[1] == m else cell)
@@ -241,6 +242,8 @@ def main() -> None:
     ap.add_argument("--datasets", nargs="+", default=list(SOURCES), choices=list(SOURCES))
     ap.add_argument("--losses", nargs="+", default=["bce", "ce"], help="for Table 2 (the rest is BCE)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--baselines", nargs="+", default=list(BASELINES), choices=BASELINES,
+                    help="Table 2's baselines (default all)")
     ap.add_argument("--only", nargs="+", default=["table2", "table3", "fig3", "fig4", "fig5a", "fig5b"])
     ap.add_argument("--work", type=Path, default=Path("runs/bench-quality"))
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training option for every run")
@@ -252,7 +255,7 @@ def main() -> None:
     figures.mkdir(parents=True, exist_ok=True)
     s = args.seeds
     sections = {
-        "table2": ("Table 2: overall comparison", lambda: table2(runs, s, args.losses)),
+        "table2": ("Table 2: overall comparison", lambda: table2(runs, s, args.losses, args.baselines)),
         "table3": ("Table 3: other backbones (BCE)", lambda: table3(runs, s)),
         "fig3": (f"Fig. 3 / 7: near and far ID pairs under each model's tables (BCE, seed {s[0]})",
                  lambda: fig3(runs, s[0], figures)),
@@ -272,7 +275,7 @@ def main() -> None:
     parts = [f"# Reproducing the paper's comparisons\n\nTest split, percent, mean ± std over seeds "
              f"{', '.join(map(str, s))}; MiniLM text (offline; the paper used LLM2Vec); datasets "
              f"{', '.join(TITLES[n] for n in runs)}. Machine: {machine()}. Command: `PAD_DATA_HOME=../shared/datasets "
-             f"python bench/reproduce.py`. Figures in `bench/figures/`.\n"]
+             f"python bench/reproduce.py {' '.join(sys.argv[1:])}`. Figures in `bench/figures/`.\n"]
     for key in args.only:
         heading, make = sections[key]
         parts.append(f"## {heading}\n\n{make()}\n")
