@@ -38,7 +38,7 @@ from common import ROOT, TITLES, machine, mean_std, write_section
 from padcore.batches import split_tensors
 from padcore.checkpoint import load_model
 from padcore.dataset import load_dataset
-from padcore.metrics import target_ranks
+from padcore.metrics import hit_ndcg, target_ranks
 from padcore.text import load_text
 
 MULTIPLIERS = (0.0, 0.5, 0.75, 1.33, 2.0)  # tried on one coefficient at a time
@@ -60,12 +60,9 @@ def expert_scores(model, split) -> torch.Tensor:
 def ndcg(scores: torch.Tensor, coef: torch.Tensor, buckets: torch.Tensor, split, rows: torch.Tensor) -> float:
     """nDCG@10 (percent) of the fused scores sum_e coef[b(i), e] * s_e(u, i) over the users `rows`."""
     w = coef[buckets].T[:, None, :]  # [experts, 1, items + 1]
-    total = 0.0
-    for part in rows.split(CHUNK):
-        fused = (scores[:, part] * w).sum(0)
-        ranks = target_ranks(fused, split.targets[part], split.history[part])
-        total += float(torch.where(ranks < 10, 1 / torch.log2(ranks.double() + 2), 0.0).sum())
-    return 100 * total / len(rows)
+    ranks = torch.cat([target_ranks((scores[:, part] * w).sum(0), split.targets[part], split.history[part])
+                       for part in rows.split(CHUNK)])
+    return 100 * float(hit_ndcg(ranks.numpy(), 10)[1].mean())
 
 
 def search(scores, coef, buckets, split, rows, sweeps: int) -> tuple[torch.Tensor, float]:
