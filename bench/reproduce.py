@@ -107,8 +107,13 @@ def metrics(folder: Path) -> dict:
 
 
 def wall(folder: Path) -> float:
-    """Seconds to train a model artifact, its earlier stages (and the phase-1 model it reused) included."""
-    total = metrics(folder)["wall_seconds"]
+    """Seconds to train a model artifact, its earlier stages (and the phase-1 model it reused) included.
+
+    A run resumed after an interruption reports the wall time of its last segment only; its epochs'
+    own seconds (kept across resumes) are then the better count.
+    """
+    m = metrics(folder)
+    total = max(m["wall_seconds"], sum(h.get("seconds", 0.0) for h in m.get("history", [])))
     meta = json.loads((folder / "meta.json").read_text())
     for parent in meta.get("parents", {}).values():
         p = Path(parent)
@@ -146,11 +151,16 @@ def table2(runs: dict[str, Runs], seeds: list[int], losses: list[str], baselines
                     row.append(f"**{cell}**" if rank[0] == m else f"<u>{cell}</u>" if rank[1] == m else cell)
             row.append(" / ".join(f"{walls[(m, n)]:.0f}" for n in runs))
             lines.append("| " + " | ".join(row) + " |")
-        groups = ["", f"Per target-item group, HR@10 ({loss.upper()}, warm / median / cold):", "",
-                  "| model | " + " | ".join(TITLES[n] for n in runs) + " |", "|---" * (len(runs) + 1) + "|"]
+        groups = ["", f"Per target-item group, HR@10 ({loss.upper()}, warm / median / cold), and the epoch that "
+                  "validation kept in each seed's last stage (0 = its starting point, i.e. that stage learned "
+                  "nothing kept):", "", "| model | " + " | ".join(TITLES[n] for n in runs) + " | best epochs ("
+                  + " / ".join(TITLES[n] for n in runs) + ") |", "|---" * (len(runs) + 2) + "|"]
         for m in models:
+            epochs = " / ".join(",".join(str(metrics(r.model(m, loss, s))["best_epoch"]) for s in seeds)
+                                for r in runs.values())
             groups.append(f"| {TITLE[m]} | " + " | ".join(
-                " / ".join(f"{np.mean([c[f'{g} hr@10'] for c in vals[(m, n)]]):.2f}" for g in GROUPS) for n in runs) + " |")
+                " / ".join(f"{np.mean([c[f'{g} hr@10'] for c in vals[(m, n)]]):.2f}" for g in GROUPS) for n in runs)
+                + f" | {epochs} |")
         parts += lines + groups + [""]
     if "prime_pantry" in runs and "bce" in losses:
         parts += ["The paper's Table 2 on Prime Pantry (BCE, LLM2Vec text), HR@10 / nDCG@10: " + "; ".join(
@@ -237,6 +247,23 @@ def variant_table(runs: dict[str, Runs], seeds: list[int], variants: dict[str, c
     return "\n".join(lines)
 
 
+SECTIONS = ("table2", "table3", "fig3", "fig4", "fig5a", "fig5b")
+
+
+def missing(args: argparse.Namespace) -> list[str]:
+    """What a run with these arguments leaves out of the full reproduction (all of it, both datasets,
+    both losses, every baseline, seeds 0-2): said at the top of the file it writes."""
+    gaps = [f"{name}" for name in SECTIONS if name not in args.only]
+    if set(args.datasets) != set(SOURCES):
+        gaps.append("dataset " + ", ".join(TITLES[n] for n in SOURCES if n not in args.datasets))
+    if "table2" in args.only:
+        gaps += [f"Table 2 with {loss.upper()}" for loss in ("bce", "ce") if loss not in args.losses]
+        gaps += [f"Table 2's {TITLE[b]}" for b in BASELINES if b not in args.baselines]
+    if not {0, 1, 2} <= set(args.seeds):
+        gaps.append("seeds " + ", ".join(str(s) for s in (0, 1, 2) if s not in args.seeds))
+    return gaps
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", nargs="+", default=list(SOURCES), choices=list(SOURCES))
@@ -244,7 +271,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--baselines", nargs="+", default=list(BASELINES), choices=BASELINES,
                     help="Table 2's baselines (default all)")
-    ap.add_argument("--only", nargs="+", default=["table2", "table3", "fig3", "fig4", "fig5a", "fig5b"])
+    ap.add_argument("--only", nargs="+", default=list(SECTIONS), choices=SECTIONS)
     ap.add_argument("--work", type=Path, default=Path("runs/bench-quality"))
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training option for every run")
     ap.add_argument("--no-write", action="store_true",
@@ -276,6 +303,9 @@ def main() -> None:
              f"{', '.join(map(str, s))}; MiniLM text (offline; the paper used LLM2Vec); datasets "
              f"{', '.join(TITLES[n] for n in runs)}. Machine: {machine()}. Command: `PAD_DATA_HOME=../shared/datasets "
              f"python bench/reproduce.py {' '.join(sys.argv[1:])}`. Figures in `bench/figures/`.\n"]
+    gaps = missing(args)
+    if gaps:
+        parts.append(f"**Partial.** Not in this file: {'; '.join(gaps)}.\n")
     for key in args.only:
         heading, make = sections[key]
         parts.append(f"## {heading}\n\n{make()}\n")

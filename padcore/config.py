@@ -56,6 +56,9 @@ class TrainConfig:
                               low_open=True)
     llm_init: str = option("align", "phase-3 LLM expert starts from the alignment expert's text MLP and backbone, "
                            "or fresh", choices=("align", "fresh"))
+    llm_train: str = option("none", "phase 3: rec = the LLM expert is trained alone with L_REC on the training split "
+                            "(early-stopped on validation) before the fusion is fitted; none = it stays as "
+                            "`llm_init` made it", choices=("rec", "none"))
     eval_batch: int = option(1024, "users per chunk in full-ranking evaluation", low=1)
     valid_users: int = option(0, "rank this many (seeded) validation users to choose the epoch; 0 = all (large "
                               "catalogues: each full ranking costs users x items)", low=0)

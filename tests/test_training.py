@@ -240,3 +240,22 @@ def test_the_learned_fusion_hands_cold_items_to_the_text_experts(trained, world,
     assert metrics(trained / "m3")["best_epoch"] >= 1
     phases.finetune(world / "dataset", world / "text", trained / "m1", trained / "m2", tmp_path / "equal", fusion="equal")
     assert not text_share(tmp_path / "equal")[-1] > 0.75  # 2/3: the check fails for a gate that does not learn
+
+
+def test_llm_train_rec_trains_the_llm_expert_alone_before_the_fusion(trained, world, tmp_path):
+    """`llm_train=rec` gives the LLM expert its own L_REC fit (its epoch chosen on validation) while the
+    ID and alignment experts keep their weights; the default leaves it as the alignment expert's text part."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "rec"
+    phases.finetune(world / "dataset", world / "text", trained / "m1", trained / "m2", out, fusion="equal",
+                    llm_train="rec")
+    fit = metrics(out)["llm_expert"]
+    assert fit["epochs"] >= 1 and 0 <= fit["best_epoch"] <= fit["epochs"]
+    new, old = load_file(out / "model.safetensors"), load_file(trained / "m3" / "model.safetensors")
+    assert "llm_expert" not in metrics(trained / "m3")
+    for key in new:
+        if key.startswith(("experts.id.", "experts.align.")):
+            assert torch.equal(new[key], old[key]), key  # the other experts are as phases 1 and 2 left them
+    moved = any(not torch.equal(new[k], old[k]) for k in new if k.startswith("experts.llm."))
+    assert moved == (fit["best_epoch"] > 0)

@@ -139,6 +139,25 @@ def _subset(split: EvalSplit, rows: torch.Tensor) -> EvalSplit:
     return EvalSplit(split.inputs[rows], split.targets[rows], split.history[rows])
 
 
+def train_llm_expert(model: PadModel, ctx: StageContext, work, log) -> dict | None:
+    """`llm_train=rec`: train the LLM expert alone with L_REC on the training split, early-stopped on validation.
+
+    Started from the alignment expert's text part, it becomes a text-only recommender
+    of its own (as MoRec is) rather than half of another expert, so the fusion has a
+    view of cold items that the ID and alignment experts lack. Returns its fit's summary.
+    """
+    if ctx.cfg.llm_train != "rec" or "llm" not in model.experts:
+        return None
+    log(" training the LLM expert alone (L_REC on the training split, early-stopped on validation nDCG@10)")
+    folder = work / "llm"
+    folder.mkdir(exist_ok=True)
+    result = fit(PadModel({"llm": model.experts["llm"]}), RecObjective(ctx.data), ctx.data.valid, ctx.cfg, folder, log)
+    shutil.rmtree(folder)  # its checkpoint is not part of the artifact
+    return {"best_epoch": result.best_epoch, "epochs": result.epochs,
+            "seconds_per_epoch": round(result.seconds_per_epoch, 3),
+            "valid_ndcg@10": max((h["valid_ndcg@10"] for h in result.history), default=None)}
+
+
 def train_fusion(model: PadModel, ctx: StageContext, work, log) -> FitResult:
     """Phase 3: fit the fusion as `fusion` says (see the module docstring).
 
@@ -150,8 +169,9 @@ def train_fusion(model: PadModel, ctx: StageContext, work, log) -> FitResult:
     cfg, data = ctx.cfg, ctx.data
     if cfg.fusion == "paper":
         return fit(model, RecObjective(data), data.valid, cfg, work, log)
+    expert = train_llm_expert(model, ctx, work, log)
     if cfg.fusion == "equal" or len(model.experts) == 1:  # nothing to fit: the experts stay as they were trained
-        return FitResult(0, 0, [], 0.0)
+        return FitResult(0, 0, [], 0.0, info={"llm_expert": expert} if expert else {})
     users = torch.randperm(len(data.valid.targets), generator=torch.Generator().manual_seed(cfg.seed))
     halves = users[: len(users) // 2].sort().values, users[len(users) // 2 :].sort().values
     fusion, start = model.fusion, copy.deepcopy(model.fusion.state_dict())
@@ -174,6 +194,8 @@ def train_fusion(model: PadModel, ctx: StageContext, work, log) -> FitResult:
     result = FitResult(min(r.best_epoch for r in results), sum(r.epochs for r in results),
                        [dict(h, fold=k + 1) for k, r in enumerate(results) for h in r.history],
                        sum(r.seconds_per_epoch * r.epochs for r in results) / max(sum(r.epochs for r in results), 1))
+    if expert:
+        result.info["llm_expert"] = expert
     result.info["fusion"] = {
         "kind": cfg.fusion, "experts": list(model.experts), "best_epochs": [r.best_epoch for r in results],
         "weights": [[round(float(w), 4) for w in row] for row in weights],  # row b = bucket b (row 0 = padding)
