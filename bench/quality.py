@@ -38,6 +38,10 @@ from padcore.dataset import load_dataset
 
 ROWS = ("SASRec", "SASRec x3", "alignment expert", "2 SASRecs + alignment expert", "PAD, fused",
         "PAD, paper recipe", "PAD")
+ROW_NOTE = ("SASRec x3 = the equal-weight logit average of the ID models of seeds s, s+3, s+6; 2 SASRecs + "
+            "alignment expert = PAD's ID expert, the seed s+3 ID model and PAD's alignment expert at equal weights; "
+            "PAD, fused = PAD's three experts at equal weights (phase 3's starting point); PAD, paper recipe = "
+            "phase 3 as the paper trains it (`fusion=paper`); PAD = phase 3 as pad trains it (`fusion=bucket`).")
 EXTRA_SEEDS = (3, 6)  # the other ID models of seed s's controls are seeds s+3 and s+6
 
 
@@ -144,6 +148,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("runs/bench-quality"))
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training option for every run")
     ap.add_argument("--no-write", action="store_true", help="print the tables without updating bench/RESULTS.md")
+    ap.add_argument("--note", default="", help="a sentence for the section's header, e.g. what else shared the machine")
     args = ap.parse_args()
     options = parse_set(args.set)
 
@@ -154,13 +159,17 @@ def main() -> None:
     parts = []
     for (name, loss), runs in results.items():
         parts += [f"### {TITLES[name]}, {loss.upper()}", "", table(runs), "", "PAD's phases:", "", phase_table(runs), ""]
-    parts += ["### Targets", "", targets(results), ""]
+    parts += ["### Targets", "", "Gaps are PAD minus the control, mean over the seeds, with twice the pooled seed "
+              "standard deviation in brackets; phase-3 best epochs are per seed (the smaller of the two "
+              "cross-fitting folds).", "", targets(results), ""]
     text = "\n".join(parts)
     print(text)
     if not args.no_write:
         seeds = ", ".join(map(str, args.seeds))
-        section = (f"## quality\n\nTest split, percent, mean ± std over seeds {seeds}; MiniLM text (offline). "
-                   f"Machine: {machine()}. Command: `PAD_DATA_HOME=../shared/datasets python bench/quality.py"
+        section = (f"## quality\n\n`bench/quality.py`: PAD against the controls that could explain its gain, "
+                   f"same protocol, seeds and ranking code. {ROW_NOTE} Test split, percent, mean ± std over seeds "
+                   f"{seeds}; MiniLM text (offline). Machine: {machine()}.{' ' + args.note if args.note else ''} "
+                   f"Command: `PAD_DATA_HOME=../shared/datasets python bench/quality.py"
                    f"{''.join(' --set ' + s for s in args.set)}`.\n\n{text}\n")
         write_section(ROOT / "RESULTS.md", "## quality", section)
 
