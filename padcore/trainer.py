@@ -103,6 +103,9 @@ class Objective:
         """The loss of the rows `idx` (trimmed to `batch` on the model's device); None = nothing to learn."""
         raise NotImplementedError
 
+    def start_epoch(self, model: PadModel, device: torch.device) -> None:
+        """Called before each epoch's first batch (e.g. to refresh what the epoch's losses read)."""
+
 
 class RecObjective(Objective):
     """L_REC on every next-item position of the training split, times `rec_weight`, plus `extra`."""
@@ -126,6 +129,11 @@ class RecObjective(Objective):
         if self.extra is not None:
             loss = loss + self.extra(model, idx, batch, gen)
         return loss
+
+    def start_epoch(self, model: PadModel, device: torch.device) -> None:
+        hook = getattr(self.extra, "start_epoch", None)  # an extra loss with per-epoch state
+        if hook is not None:
+            hook(model, device)
 
 
 @dataclass
@@ -186,6 +194,7 @@ def fit(
         gen = torch.Generator(device=device).manual_seed(cfg.seed * 100_003 + epoch)
         gen_cpu = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         order = torch.randperm(len(rows), generator=gen_cpu)
+        objective.start_epoch(model, device)
         model.train()
         for module in objective.frozen:
             module.eval()

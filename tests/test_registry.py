@@ -187,6 +187,45 @@ def test_llmesr_views_pca_neighbours_and_causality(world, trained):
     assert all(torch.allclose(x[:, :3], y[:, :3], atol=1e-6) for x, y in zip(a, b))  # no position sees the future
 
 
+def test_llmesr_distillation_reads_every_users_state_from_the_epochs_start(world, trained):
+    """The loss is alpha * MSE(own last state, mean of the neighbours' last states), the neighbours' states
+    taken under the model as it was when the epoch started (eval mode), whatever the weights do since."""
+    from types import SimpleNamespace
+
+    from padcore.batches import split_tensors
+    from padcore.experts import TextTable
+    from padcore.models.llmesr import Distillation, LlmEsrOptions
+
+    model = load_model(trained["llmesr"], table(world))
+    data = split_tensors(load_dataset(world / "dataset"), 10)
+    ctx = SimpleNamespace(options=LlmEsrOptions(alpha=0.5, neighbours=3), data=data,
+                          text=TextTable(torch.tensor(table(world))))
+    loss = Distillation(ctx, chunk=37)
+    model.train()
+    loss.start_epoch(model, torch.device("cpu"))
+    assert model.training  # the mode it found is given back
+
+    def last(rows: torch.Tensor) -> np.ndarray:  # one user at a time, untrimmed, no dropout
+        model.eval()
+        with torch.no_grad():
+            out = np.stack([torch.cat([s[0, -1] for s in model.states(r[None, :-1])]).numpy() for r in rows])
+        model.train()
+        return out
+
+    start = last(data.train)
+    rows = torch.tensor([0, 5, 17])
+    with torch.no_grad():  # the weights move after the epoch started: the teacher must not
+        for p in model.parameters():
+            p.add_(0.01)
+    model.eval()  # no dropout in the student either, to compare with NumPy
+    got = float(loss(model, rows, data.train[rows], torch.Generator()).detach())
+    own = last(data.train[rows])
+    teacher = start[loss.neighbours[rows].numpy()].mean(1)
+    assert got == pytest.approx(0.5 * np.mean((own - teacher) ** 2), rel=1e-4)
+    loss.start_epoch(model, torch.device("cpu"))  # the next epoch reads the moved weights
+    assert np.allclose(loss.teacher.numpy(), last(data.train), atol=1e-5)
+
+
 def test_a_whole_model_artifact_names_its_own_stages_relatively(trained):
     folder = trained["make"]  # the artifact moved from its work folder to its place: paths must survive that
     assert json.loads((folder / "meta.json").read_text())["parents"] == {"morec": "stages/morec"}

@@ -8,13 +8,16 @@ one shared backbone encodes each; the score is the sum of the two views' dot
 products. Self-distillation pulls a user's last state (both views) towards the
 mean, held fixed, of the last states of the `neighbours` users whose training
 items' texts are most alike (cosine of the mean text vector of each user's
-training items), weight `alpha`.
+training items), weight `alpha`; the neighbours' states are refreshed once per
+epoch.
 
 Differences from the released code, where it must: neighbours come from each
 user's mean text vector rather than an LLM embedding of a prompt of titles
 (pad embeds items, not users); the cross-attention and the backbone are causal
 (the released SASRec and cross-attention masks let a position see its own label);
-lengths follow pad's protocol (20 inputs, not 200).
+lengths follow pad's protocol (20 inputs, not 200); the teacher states are
+computed once per epoch (every user's, before its first batch) instead of by a
+forward pass over ten neighbours in every step.
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ from padcore.experts import Expert, IdTower, ItemTower, PadModel, TextTable
 from padcore.fusion import SumFusion
 from padcore.models.spec import ModelSpec, Stage, StageContext, register
 from padcore.options import option
-from padcore.trainer import ExtraLoss
 
 
 @dataclass
@@ -133,26 +135,45 @@ def similar_users(data: SplitTensors, text: TextTable, k: int, chunk: int = 2048
     return out
 
 
-def distillation_extra(ctx: StageContext) -> ExtraLoss:
-    opts, train = ctx.options, ctx.data.train
-    neighbours = similar_users(ctx.data, ctx.text, min(opts.neighbours, len(train) - 1))
+class Distillation:
+    """alpha * MSE between a user's last state (both views) and the mean last state of its neighbours.
 
+    The teacher states are every user's last state under the model as it stood at the
+    start of the epoch (evaluation mode, no gradient), computed once per epoch: the
+    released code runs the model over the neighbours of every batch (ten times the
+    batch, each step) and so reads a teacher at most one epoch fresher.
+    """
+
+    def __init__(self, ctx: StageContext, chunk: int = 1024):
+        opts = ctx.options
+        self.train, self.alpha, self.chunk = ctx.data.train, opts.alpha, chunk
+        self.neighbours = similar_users(ctx.data, ctx.text, min(opts.neighbours, len(self.train) - 1))
+        self.teacher: torch.Tensor | None = None
+
+    @staticmethod
     def last_state(model: PadModel, rows: torch.Tensor) -> torch.Tensor:
+        """[B, 2d]: both views' states after the items before each row's last training target."""
         seq = rows[:, :-1]  # a training input: the items before the user's last training target
+        seq = seq[:, -max(int((seq > 0).sum(1).max()), 1):]  # left padding: no output changes
         return torch.cat([s[:, -1] for s in model.states(seq)], -1)
 
-    def extra(model: PadModel, rows: torch.Tensor, batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        own = last_state(model, train[rows].to(batch.device))
-        with torch.no_grad():
-            peers = neighbours[rows]
-            teacher = last_state(model, train[peers.flatten()].to(batch.device)).view(*peers.shape, -1).mean(1)
-        return opts.alpha * F.mse_loss(own, teacher)
+    @torch.no_grad()
+    def start_epoch(self, model: PadModel, device: torch.device) -> None:
+        was = model.training
+        model.eval()
+        self.teacher = torch.cat([self.last_state(model, self.train[lo:lo + self.chunk].to(device))
+                                  for lo in range(0, len(self.train), self.chunk)])
+        model.train(was)
 
-    return extra
+    def __call__(self, model: PadModel, rows: torch.Tensor, batch: torch.Tensor,
+                 gen: torch.Generator) -> torch.Tensor:
+        own = self.last_state(model, self.train[rows].to(batch.device))
+        teacher = self.teacher[self.neighbours[rows].to(batch.device)].mean(1)
+        return self.alpha * F.mse_loss(own, teacher)
 
 
 register(ModelSpec(
     name="llmesr", title="LLM-ESR", summary="semantic and collaborative views, one backbone, self-distillation from "
     "similar users", options=LlmEsrOptions,
-    stages=(Stage("llmesr", build_llmesr, init=init_llmesr, defaults={"lr": 5e-3}, extra=distillation_extra),),
+    stages=(Stage("llmesr", build_llmesr, init=init_llmesr, defaults={"lr": 5e-3}, extra=Distillation),),
 ))
