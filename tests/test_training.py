@@ -259,3 +259,18 @@ def test_llm_train_rec_trains_the_llm_expert_alone_before_the_fusion(trained, wo
             assert torch.equal(new[key], old[key]), key  # the other experts are as phases 1 and 2 left them
     moved = any(not torch.equal(new[k], old[k]) for k in new if k.startswith("experts.llm."))
     assert moved == (fit["best_epoch"] > 0)
+
+
+def test_valid_users_bounds_the_phase_3_fusion_fit(trained, world, tmp_path, monkeypatch):
+    """With `valid_users`, each cross-fitting fold fits on and chooses among halves of that many users."""
+    import padcore.models.pad as pad
+
+    seen, real_fit = [], pad.fit
+
+    def spy(model, objective, valid, cfg, work, log):
+        seen.append((len(objective.rows), len(valid.targets)))
+        return real_fit(model, objective, valid, cfg, work, log)
+
+    monkeypatch.setattr(pad, "fit", spy)
+    phases.finetune(world / "dataset", world / "text", trained / "m1", trained / "m2", tmp_path / "m3", valid_users=41)
+    assert seen == [(20, 21), (21, 20)]

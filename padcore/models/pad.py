@@ -165,6 +165,7 @@ def train_fusion(model: PadModel, ctx: StageContext, work, log) -> FitResult:
     the fusion is fitted on one half's targets with its epoch chosen on the other's,
     then the other way round, and the two fits' parameters are averaged — every
     validation user helps fit and choose, and neither choice rests on half the noise.
+    With `valid_users` set, a seeded sample of that many users stands for them all.
     """
     cfg, data = ctx.cfg, ctx.data
     if cfg.fusion == "paper":
@@ -173,6 +174,8 @@ def train_fusion(model: PadModel, ctx: StageContext, work, log) -> FitResult:
     if cfg.fusion == "equal" or len(model.experts) == 1:  # nothing to fit: the experts stay as they were trained
         return FitResult(0, 0, [], 0.0, info={"llm_expert": expert} if expert else {})
     users = torch.randperm(len(data.valid.targets), generator=torch.Generator().manual_seed(cfg.seed))
+    if cfg.valid_users:  # large catalogues: a seeded sample fits and chooses (each epoch scores users x items)
+        users = users[: cfg.valid_users]
     halves = users[: len(users) // 2].sort().values, users[len(users) // 2 :].sort().values
     fusion, start = model.fusion, copy.deepcopy(model.fusion.state_dict())
     fits, results = [], []
