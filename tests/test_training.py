@@ -274,3 +274,25 @@ def test_valid_users_bounds_the_phase_3_fusion_fit(trained, world, tmp_path, mon
     monkeypatch.setattr(pad, "fit", spy)
     phases.finetune(world / "dataset", world / "text", trained / "m1", trained / "m2", tmp_path / "m3", valid_users=41)
     assert seen == [(20, 21), (21, 20)]
+
+
+def test_rival_softmax_is_the_cross_entropy_against_the_best_scored_other_items():
+    from padcore.models.pad import rival_softmax
+
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(5, 30))
+    scores[:, 0] = -np.inf  # padding and seen items are -inf when they reach the loss
+    scores[1, 3:9] = -np.inf
+    targets = np.array([4, 9, 17, 29, 1])
+    for rivals in (1, 4, 20):
+        want = []
+        for s, t in zip(scores, targets):
+            others = np.sort(np.delete(s, t))[::-1][:rivals]
+            logits = np.concatenate([[s[t]], others])
+            finite = logits[np.isfinite(logits)]
+            want.append(-(s[t] - (finite.max() + np.log(np.exp(finite - finite.max()).sum()))))
+        got = rival_softmax(torch.tensor(scores), torch.tensor(targets), rivals)
+        assert float(got) == pytest.approx(np.mean(want), rel=1e-9)
+    full = torch.nn.functional.cross_entropy(torch.tensor(scores), torch.tensor(targets))
+    assert float(rival_softmax(torch.tensor(scores), torch.tensor(targets), 0)) == float(full)
+    assert float(rival_softmax(torch.tensor(scores), torch.tensor(targets), 29)) == float(full)

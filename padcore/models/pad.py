@@ -132,7 +132,22 @@ class HeldOutObjective(Objective):
         fresh = ~seen.gather(1, targets[:, None]).squeeze(1)
         if not fresh.any():
             return None
-        return F.cross_entropy(scores[fresh].masked_fill(seen[fresh], float("-inf")), targets[fresh])
+        return rival_softmax(scores[fresh].masked_fill(seen[fresh], float("-inf")), targets[fresh],
+                             cfg.fusion_negatives)
+
+
+def rival_softmax(scores: torch.Tensor, targets: torch.Tensor, rivals: int) -> torch.Tensor:
+    """Cross-entropy of each target against its `rivals` best-scored other items (0 = against every item).
+
+    The full softmax rewards raising a target wherever it ranks; against its closest
+    rivals only, a target gains by entering the top of the list, which is what
+    nDCG@10 counts.
+    """
+    if not rivals or rivals >= scores.shape[1] - 1:
+        return F.cross_entropy(scores, targets)
+    own = scores.gather(1, targets[:, None])
+    best = scores.scatter(1, targets[:, None], float("-inf")).topk(rivals, 1).values
+    return F.cross_entropy(torch.cat([own, best], 1), torch.zeros_like(targets))
 
 
 def _subset(split: EvalSplit, rows: torch.Tensor) -> EvalSplit:
