@@ -54,7 +54,7 @@ class TrainConfig:
                          "untrained equal-weight average", choices=FUSIONS)
     fusion_lr: float = option(0.05, "phase 3: peak rate of a fusion fitted on held-out targets", low=0,
                               low_open=True)
-    fusion_negatives: int = option(0, "phase 3: a held-out fusion's softmax runs over each target and this many "
+    fusion_negatives: int = option(100, "phase 3: a held-out fusion's softmax runs over each target and this many "
                                    "best-scored other items (0 = the whole catalogue)", low=0)
     llm_init: str = option("align", "phase-3 LLM expert starts from the alignment expert's text MLP and backbone, "
                            "or fresh", choices=("align", "fresh"))

@@ -9,10 +9,11 @@
   alignment expert's), fused per candidate item by its frequency bucket
   (padcore/fusion.py). How the fusion learns is `fusion`:
   - `bucket` (default): the experts are kept as trained; per-bucket weights over
-    their logits (and a temperature per expert) are fitted with full-softmax
-    cross-entropy on interactions no expert trained on — the validation targets of
-    a random half of the users — with the epoch chosen by nDCG@10 on the other
-    half's, then the other way round, the two fits averaged;
+    their logits (and a temperature per expert) are fitted with cross-entropy on
+    interactions no expert trained on — the validation targets of a random half of
+    the users, each against its `fusion_negatives` best-scored rivals — with the
+    epoch chosen by nDCG@10 on the other half's, then the other way round, the two
+    fits averaged;
   - `calibrated`: the same over calibrated scores (each expert's log-probabilities
     over the whole catalogue);
   - `global`: the same with one weight vector for every item (no gate, Sec. 4.7);
@@ -111,7 +112,7 @@ def init_triple(model: PadModel, ctx: StageContext) -> None:
 
 
 class HeldOutObjective(Objective):
-    """Full-softmax cross-entropy of the fused scores on held-out targets; the experts stay as they are.
+    """Cross-entropy of the fused scores on held-out targets (`rival_softmax`); the experts stay as they are.
 
     A row is a user's validation input and target; the items before the target are
     excluded from the softmax as evaluation excludes them from the ranking, and a
