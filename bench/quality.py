@@ -14,7 +14,10 @@ and evaluated with the same code:
 - PAD, fused: PAD's three experts at equal weights (phase 3's starting point);
 - PAD, paper recipe: phase 3 as the paper trains it (eq. 11's gate trained jointly
   with the experts on the training targets);
-- PAD: phase 3 as pad trains it (the fusion fitted on held-out interactions).
+- PAD, fusion fitted on the whole catalogue: pad's phase 3 with each held-out
+  target against every item (`fusion_negatives=0`, the previous default);
+- PAD: phase 3 as pad trains it (the fusion fitted on held-out interactions,
+  each target against its 100 best-scored rivals).
 
 Every trained artifact and every evaluation is kept under --work, so a rerun
 resumes; several processes may share --work (e.g. one per loss). The tables go to
@@ -37,11 +40,13 @@ from padcore import steps
 from padcore.dataset import load_dataset
 
 ROWS = ("SASRec", "SASRec x3", "alignment expert", "2 SASRecs + alignment expert", "PAD, fused",
-        "PAD, paper recipe", "PAD")
+        "PAD, paper recipe", "PAD, fusion fitted on the whole catalogue", "PAD")
 ROW_NOTE = ("SASRec x3 = the equal-weight logit average of the ID models of seeds s, s+3, s+6; 2 SASRecs + "
             "alignment expert = PAD's ID expert, the seed s+3 ID model and PAD's alignment expert at equal weights; "
             "PAD, fused = PAD's three experts at equal weights (phase 3's starting point); PAD, paper recipe = "
-            "phase 3 as the paper trains it (`fusion=paper`); PAD = phase 3 as pad trains it (`fusion=bucket`).")
+            "phase 3 as the paper trains it (`fusion=paper`); PAD, fusion fitted on the whole catalogue = pad's "
+            "phase 3 with `fusion_negatives=0` (the previous default); PAD = phase 3 as pad trains it "
+            "(`fusion=bucket`, each held-out target against its 100 best-scored rivals).")
 EXTRA_SEEDS = (3, 6)  # the other ID models of seed s's controls are seeds s+3 and s+6
 
 
@@ -59,6 +64,8 @@ def run(work: Path, name: str, loss: str, seed: int, options: dict) -> dict[str,
     for fusion in ("bucket", "equal", "paper"):
         trained(run_dir / f"finetune-{fusion}", lambda out, f=fusion: steps.finetune(dataset, text, phase1, phase2, out,
                                                                                  fusion=f))
+    trained(run_dir / "finetune-bucket-full", lambda out: steps.finetune(dataset, text, phase1, phase2, out,
+                                                                         fusion_negatives=0))
     ids = {k: base / f"id-seed{seed + k}" for k in EXTRA_SEEDS}
     for k, folder in ids.items():
         trained(folder, lambda out, k=k: steps.pretrain(dataset, out, seed=seed + k, loss=loss, **options))
@@ -79,6 +86,7 @@ def run(work: Path, name: str, loss: str, seed: int, options: dict) -> dict[str,
                                                lambda: ensemble([phase1, ids[3], phase2])),
         "PAD, fused": metrics(run_dir / "finetune-equal"),
         "PAD, paper recipe": metrics(run_dir / "finetune-paper"),
+        "PAD, fusion fitted on the whole catalogue": metrics(run_dir / "finetune-bucket-full"),
         "PAD": metrics(run_dir / "finetune-bucket"),
     }
 
