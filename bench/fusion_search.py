@@ -1,9 +1,8 @@
 """Phase 3's fusion against a second, direct fit: a search of per-bucket expert weights on nDCG@10 itself.
 
-Phase 3 fits per-bucket expert weights (`fusion=bucket`) with cross-entropy, and
-validation often keeps its starting point (the experts at equal weights). Is that
-the cross-entropy fit, or do per-bucket weights of these experts have little to
-give? This bench fits the same family a second way: a coordinate search of every
+Phase 3 fits per-bucket expert weights (`fusion=bucket`) with cross-entropy
+(each held-out target against its `fusion_negatives` best-scored rivals). How
+good is that fit of the family? This bench fits the same family a second way: a coordinate search of every
 bucket's coefficient on each expert's logit (score(u, i) = sum_e c[b(i), e] *
 s_e(u, i)), maximising nDCG@10 itself on the validation targets of one half of the
 users, scored on the other half, and the other way round. It reports, on the
