@@ -214,7 +214,7 @@ def fig3(runs: dict[str, Runs], seed: int, out: Path) -> str:
                 lines.append(f"| {TITLES[n]} | {group} | {v['view']} | {v['space']} | {v['auc']:.3f} | {gap} |")
             if g["views"]:
                 plot_pairs(result.samples[group], g["views"], group, result.separation["top_fraction"], "pretrain:id",
-                           40, out / f"fig3_{n}_{group}.png")
+                           40, out / f"fig3_{slug(TITLES[n])}_{group}.png")
     return "\n".join(lines)
 
 
@@ -253,7 +253,7 @@ SECTIONS = ("table2", "table3", "fig3", "fig4", "fig5a", "fig5b")
 def missing(args: argparse.Namespace) -> list[str]:
     """What a run with these arguments leaves out of the full reproduction (all of it, both datasets,
     both losses, every baseline, seeds 0-2): said at the top of the file it writes."""
-    gaps = [f"{name}" for name in SECTIONS if name not in args.only]
+    gaps = [name for name in SECTIONS if name not in args.only]
     if set(args.datasets) != set(SOURCES):
         gaps.append("dataset " + ", ".join(TITLES[n] for n in SOURCES if n not in args.datasets))
     if "table2" in args.only:

@@ -147,6 +147,23 @@ def artifact(cls, folder: Path, name: str):
 
 
 @contextmanager
+def bench_module(name: str) -> Iterator[object]:
+    """bench/<name>.py imported as a module (it imports its neighbour `common`, so bench/ is on the path meanwhile)."""
+    import importlib.util
+    import sys
+
+    bench = Path(__file__).resolve().parent.parent / "bench"
+    sys.path.insert(0, str(bench))
+    try:
+        spec = importlib.util.spec_from_file_location(name, bench / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.path.remove(str(bench))
+
+
+@contextmanager
 def private_data_home(folder: Path) -> Iterator[Path]:
     """PAD_DATA_HOME = `folder` while a module fixture embeds, so the text cache never lands in the user's data home."""
     with pytest.MonkeyPatch.context() as mp:

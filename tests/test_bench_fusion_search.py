@@ -1,26 +1,17 @@
 """bench/fusion_search.py: its nDCG@10 of a per-bucket fusion against brute force, and its search."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
+from conftest import bench_module
 from padcore.batches import EvalSplit
-
-BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
 @pytest.fixture(scope="module")
 def search_bench():
-    sys.path.insert(0, str(BENCH))  # the bench imports its neighbour `common`
-    spec = importlib.util.spec_from_file_location("fusion_search", BENCH / "fusion_search.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    sys.path.remove(str(BENCH))
+    with bench_module("fusion_search") as module:
+        yield module
 
 
 def world(seed=0, experts=3, users=40, items=30, n_buckets=3):

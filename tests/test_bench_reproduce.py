@@ -1,23 +1,16 @@
 """bench/reproduce.py: the file it writes says what a partial run left out."""
 
 import argparse
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
+from conftest import bench_module
 
 
 @pytest.fixture(scope="module")
 def reproduce():
-    sys.path.insert(0, str(BENCH))  # the bench imports its neighbour `common`
-    spec = importlib.util.spec_from_file_location("reproduce", BENCH / "reproduce.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    sys.path.remove(str(BENCH))
+    with bench_module("reproduce") as module:
+        yield module
 
 
 def args(**kw) -> argparse.Namespace:

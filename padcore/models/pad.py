@@ -175,20 +175,29 @@ def train_llm_expert(model: PadModel, ctx: StageContext, work, log) -> dict | No
 
 
 def train_fusion(model: PadModel, ctx: StageContext, work, log) -> FitResult:
-    """Phase 3: fit the fusion as `fusion` says (see the module docstring).
+    """Phase 3: fit the fusion as `fusion` says (see the module docstring), after the LLM expert's own
+    training when `llm_train` asks for it."""
+    cfg = ctx.cfg
+    if cfg.fusion == "paper":
+        return fit(model, RecObjective(ctx.data), ctx.data.valid, cfg, work, log)
+    expert = train_llm_expert(model, ctx, work, log)
+    if cfg.fusion == "equal" or len(model.experts) == 1:  # nothing to fit: the experts stay as they were trained
+        result = FitResult(0, 0, [], 0.0)
+    else:
+        result = cross_fit(model, ctx, work, log)
+    if expert:
+        result.info["llm_expert"] = expert
+    return result
 
-    A held-out fusion is cross-fitted: the validation users are split in two halves;
+
+def cross_fit(model: PadModel, ctx: StageContext, work, log) -> FitResult:
+    """A held-out fusion, cross-fitted: the validation users are split in two halves;
     the fusion is fitted on one half's targets with its epoch chosen on the other's,
     then the other way round, and the two fits' parameters are averaged — every
     validation user helps fit and choose, and neither choice rests on half the noise.
     With `valid_users` set, a seeded sample of that many users stands for them all.
     """
     cfg, data = ctx.cfg, ctx.data
-    if cfg.fusion == "paper":
-        return fit(model, RecObjective(data), data.valid, cfg, work, log)
-    expert = train_llm_expert(model, ctx, work, log)
-    if cfg.fusion == "equal" or len(model.experts) == 1:  # nothing to fit: the experts stay as they were trained
-        return FitResult(0, 0, [], 0.0, info={"llm_expert": expert} if expert else {})
     users = torch.randperm(len(data.valid.targets), generator=torch.Generator().manual_seed(cfg.seed))
     if cfg.valid_users:  # large catalogues: a seeded sample fits and chooses (each epoch scores users x items)
         users = users[: cfg.valid_users]
@@ -213,8 +222,6 @@ def train_fusion(model: PadModel, ctx: StageContext, work, log) -> FitResult:
     result = FitResult(min(r.best_epoch for r in results), sum(r.epochs for r in results),
                        [dict(h, fold=k + 1) for k, r in enumerate(results) for h in r.history],
                        sum(r.seconds_per_epoch * r.epochs for r in results) / max(sum(r.epochs for r in results), 1))
-    if expert:
-        result.info["llm_expert"] = expert
     result.info["fusion"] = {
         "kind": cfg.fusion, "experts": list(model.experts), "best_epochs": [r.best_epoch for r in results],
         "weights": [[round(float(w), 4) for w in row] for row in weights],  # row b = bucket b (row 0 = padding)
