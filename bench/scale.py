@@ -304,7 +304,9 @@ def run_scenario(spec: Spec | None, root: Path, epochs: int, threads: int, rss_c
             if reuse_from and not artifact.exists():
                 artifact.symlink_to(source_dir / artifact.name)
             return steps.setdefault(name, earlier[name])
-        return steps.setdefault(name, run_step(name, argv, work, threads, rss_cap))
+        steps[name] = run_step(name, argv, work, threads, rss_cap)
+        _finish(work, spec, steps, epochs, threads, device, source, options)  # a stopped run keeps its steps
+        return steps[name]
 
     print(f"[scale] {label or spec.name}: " + (f"source {source}, MiniLM text" if source else
           f"{spec.users:,} users, {spec.items:,} items, ~{spec.interactions:,} interactions, {spec.dim}-d text")

@@ -34,24 +34,30 @@ def top_k(scores: torch.Tensor, history: torch.Tensor, k: int) -> tuple[torch.Te
     Padding (column 0) and the row's history items are excluded, as in evaluation; ties are
     broken by the lower item_idx, so the order is exact and the same on every call. A slot
     with no item left to recommend (k larger than the candidates) holds item 0 and score -inf.
+    The k-th best allowed score is found among the row's k + S + 1 best (at most S + 1 of them
+    are excluded); every allowed item at or above it is then ordered exactly, so the whole
+    catalogue is passed over twice and nothing of its size is copied.
     """
     scores = scores.float()
-    bits = scores.view(torch.int32)
-    # float32 bits -> int32 of the same order (negative floats count down), then item_idx breaks ties
-    ordered = (bits ^ ((bits >> 31) & 0x7FFFFFFF)).long()
-    idx = torch.arange(scores.shape[1], device=scores.device, dtype=torch.long)
-    keys = ordered * 2**32 + (2**32 - 1 - idx)
-    excluded = torch.iinfo(torch.long).min
-    keys[:, 0] = excluded
-    keys.scatter_(1, history, excluded)
-    best = keys.topk(min(k, scores.shape[1]), dim=1).indices
-    valid = keys.gather(1, best) != excluded
-    items = torch.where(valid, best, 0)
-    values = torch.where(valid, scores.gather(1, best), float("-inf"))
-    if best.shape[1] < k:
-        pad = k - best.shape[1]
-        items = torch.cat([items, items.new_zeros(items.shape[0], pad)], 1)
-        values = torch.cat([values, values.new_full((values.shape[0], pad), float("-inf"))], 1)
+    rows, n = scores.shape
+    best_values, best_items = scores.topk(min(k + history.shape[1] + 1, n), dim=1)
+    allowed = (best_items != 0) & ~(best_items[:, :, None] == history[:, None, :]).any(2)
+    seen = allowed.cumsum(1)
+    kth = best_values.gather(1, (seen < k).sum(1, keepdim=True).clamp(max=best_values.shape[1] - 1))
+    kth[seen[:, -1] < k] = float("-inf")  # fewer than k allowed items in the whole row
+    row, item = (scores >= kth).nonzero(as_tuple=True)  # row-major: item_idx ascending per row
+    allowed = (item != 0) & ~(history[row] == item[:, None]).any(1)
+    row, item = row[allowed], item[allowed]
+    value = scores[row, item]
+    order = torch.sort(value, descending=True, stable=True).indices  # ties keep item_idx ascending
+    order = order[torch.sort(row[order], stable=True).indices]  # then by row, keeping that order
+    row, item, value = row[order], item[order], value[order]
+    slot = torch.arange(len(row), device=row.device) - torch.searchsorted(row, row, right=False)
+    keep = slot < k
+    items = torch.zeros(rows, k, dtype=torch.long, device=scores.device)
+    values = torch.full((rows, k), float("-inf"), device=scores.device)
+    items[row[keep], slot[keep]] = item[keep]
+    values[row[keep], slot[keep]] = value[keep]
     return items, values
 
 

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from padcore.dataset import Dataset
@@ -80,11 +81,18 @@ def brute_top_k(scores: np.ndarray, history: list[int], k: int) -> list[int]:
     return ranked[:k]
 
 
-def test_top_k_matches_brute_force_with_ties_and_history():
+@pytest.mark.parametrize("world", ["rounded", "few values", "history on top"])
+def test_top_k_matches_brute_force_with_ties_and_history(world):
     rng = np.random.default_rng(2)
     scores = rng.normal(size=(30, 41)).round(1).astype(np.float32)  # rounding makes ties
-    scores[:3] = -np.abs(scores[:3])  # all-negative rows: the float ordering trick must hold below zero
+    scores[:3] = -np.abs(scores[:3])  # all-negative rows
     history = rng.integers(0, 41, (30, 7))
+    if world == "few values":  # ties everywhere, across the k-th place too
+        scores = rng.integers(0, 3, (30, 41)).astype(np.float32)
+    if world == "history on top":  # the best-scored items are the history, repeated, and padding
+        history = np.argsort(-scores, 1)[:, :7]
+        history[:, 5:] = history[:, :2]
+        scores[:, 0] = 99.0
     items, values = top_k(torch.tensor(scores), torch.tensor(history), 10)
     for u in range(30):
         want = brute_top_k(scores[u], history[u].tolist(), 10)
