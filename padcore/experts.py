@@ -177,6 +177,18 @@ class PadModel(nn.Module):
             return scores[0]
         return self.fusion(scores, fused[0], all_items=items is None)
 
+    def ranking_table(self, side: Side) -> torch.Tensor | None:
+        """[N+1, D] table T with scores(seq) = user_vectors(seq) @ T.T, or None when the fusion is not linear."""
+        reps, fused = side
+        if fused is None:
+            return reps[0] if len(reps) == 1 else None
+        return fused[1]
+
+    def user_vectors(self, seq: torch.Tensor, side: Side) -> torch.Tensor:
+        """[B, D] each sequence's last states side by side: its scores are these times `ranking_table(side)`."""
+        states = self.states(seq) if self.training else self.states_from(seq, side[0])
+        return torch.cat([s[:, -1] for s in states], -1)
+
     def scores(self, seq: torch.Tensor, side: Side | None = None) -> torch.Tensor:
         """[B, N+1] score of every item as the next one after each left-padded sequence `seq` [B, L].
 

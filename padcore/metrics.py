@@ -28,6 +28,49 @@ def target_ranks(scores: torch.Tensor, targets: torch.Tensor, history: torch.Ten
     return ranks
 
 
+def linear_target_ranks(users: torch.Tensor, table: torch.Tensor, targets: torch.Tensor, history: torch.Tensor,
+                        block: int) -> torch.Tensor:
+    """`target_ranks` of the scores `users @ table.T`, computed `block` items at a time.
+
+    A block of scores stays in the CPU's cache while it is counted, so the [B, N+1] matrix
+    is never written to memory (several times faster at large catalogues). Each target's
+    score is first guessed from the first block's product, where the targets' own rows
+    are appended; if a target's score in its own block differs from the guess (another
+    product of the same pair may round differently), the blocks are counted again against
+    that score, so every comparison is between values of one computation and ties keep
+    `target_ranks`' rule exactly.
+    """
+    n = table.shape[0]
+    if n <= block:
+        return target_ranks(users @ table.T, targets, history)
+    hist = history.sort(1).values
+    distinct = hist > 0
+    distinct[:, 1:] &= hist[:, 1:] != hist[:, :-1]
+    t = None
+    for _ in range(2):
+        ranks = torch.zeros(len(targets), dtype=torch.long, device=users.device)
+        own = torch.empty(len(targets), device=users.device)
+        for lo in range(0, n, block):
+            hi = min(lo + block, n)
+            if lo == 0:
+                scores = (users @ torch.cat([table[:hi], table[targets]]).T).float()
+                t = scores[:, hi:].diagonal().clone()[:, None] if t is None else t
+                scores = scores[:, :hi]
+                ranks -= (scores[:, :1] > t).squeeze(1).long()  # padding
+            else:
+                scores = (users @ table[lo:hi].T).float()
+            rows = ((targets >= lo) & (targets < hi)).nonzero().squeeze(1)
+            own[rows] = scores[rows, targets[rows] - lo]
+            ranks += _count_above(scores, t)
+            inside = distinct & (hist >= lo) & (hist < hi)
+            ranks -= ((scores.gather(1, (hist - lo).clamp(0, hi - lo - 1)) > t) & inside).sum(1)
+        if torch.equal(own[:, None], t):
+            break
+        t = own[:, None]
+    ranks[((hist == targets[:, None]) & distinct).any(1)] = UNREACHABLE
+    return ranks
+
+
 def top_k(scores: torch.Tensor, history: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The k best items per row as (item_idx [B, k], score [B, k]), best first; the rule of `target_ranks`.
 

@@ -22,11 +22,12 @@ from padcore.config import TrainConfig
 from padcore.errors import PadError
 from padcore.experts import PadModel
 from padcore.losses import Targets
-from padcore.metrics import target_ranks
+from padcore.metrics import linear_target_ranks, target_ranks
 from padcore.registry import REC_LOSSES
 
 RESUME = "resume.pt"
 SCORE_BUDGET = 1 << 26  # scores per evaluation chunk (256 MiB in float32): about 160 users at 423k items
+CACHE_BUDGET = 1 << 22  # scores per block of a linear model's scores on a CPU (16 MiB: they stay in cache)
 # extra loss: (model, the batch's training rows [B], their item_idx [B, L+1], generator) -> scalar
 ExtraLoss = Callable[[PadModel, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -55,23 +56,33 @@ def rank_split(model: PadModel, split: EvalSplit, cfg: TrainConfig, device: torc
     """0-based full-ranking rank of each user's target (vectorised, in user chunks).
 
     A chunk holds at most `cfg.eval_batch` users and SCORE_BUDGET scores, so memory
-    stays bounded whatever the catalogue size.
+    stays bounded whatever the catalogue size; a model whose scores are one matrix product
+    (`PadModel.ranking_table`) has them computed and counted a block of items at a time
+    (`linear_target_ranks`).
     """
     model.eval()
     ranks = torch.empty(len(split.targets), dtype=torch.long)
     with autocast(device):
         side = model.item_side()  # item tables and gate weights, once for all users
-        candidates = model.scores(split.inputs[:1].to(device), side).shape[1]
+        table = model.ranking_table(side) if hasattr(model, "ranking_table") else None
+        candidates = model.scores(split.inputs[:1].to(device), side).shape[1] if table is None else 0
     # users in order of input length, so each chunk drops the columns that are padding in all its rows
     lengths = (split.inputs > 0).sum(1)
     order = torch.sort(lengths, stable=True).indices
     hist_lengths = (split.history > 0).sum(1)
-    for idx in order.split(max(1, min(cfg.eval_batch, SCORE_BUDGET // candidates))):
-        inputs = split.inputs[idx, -max(int(lengths[idx].max()), 1):]
-        history = split.history[idx, -max(int(hist_lengths[idx].max()), 1):]
+    # a linear model's scores are counted a block of items at a time: on a CPU one that stays in cache
+    cells = CACHE_BUDGET if device.type == "cpu" else SCORE_BUDGET
+    chunk = cfg.eval_batch if table is not None else max(1, min(cfg.eval_batch, SCORE_BUDGET // candidates))
+    for idx in order.split(chunk):
+        inputs = split.inputs[idx, -max(int(lengths[idx].max()), 1):].to(device)
+        history = split.history[idx, -max(int(hist_lengths[idx].max()), 1):].to(device)
+        targets = split.targets[idx].to(device)
         with autocast(device):
-            scores = model.scores(inputs.to(device), side)
-        ranks[idx] = target_ranks(scores, split.targets[idx].to(device), history.to(device)).cpu()
+            if table is None:
+                ranks[idx] = target_ranks(model.scores(inputs, side), targets, history).cpu()
+            else:
+                users = model.user_vectors(inputs, side)
+                ranks[idx] = linear_target_ranks(users, table, targets, history, max(1, cells // len(idx))).cpu()
     return ranks.numpy()
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from padcore.dataset import Dataset
-from padcore.metrics import UNREACHABLE, full_ranking_metrics, hit_ndcg, target_ranks, top_k
+from padcore.metrics import UNREACHABLE, full_ranking_metrics, hit_ndcg, linear_target_ranks, target_ranks, top_k
 
 
 def brute_rank(scores: np.ndarray, target: int, history: list[int]) -> int:
@@ -72,6 +72,21 @@ def test_metrics_groups_and_buckets():
     assert m["groups"]["cold"]["users"] == 2
     assert m["groups"]["cold"]["ndcg@10"] == 100 * (1 / math.log2(5) + 1 / math.log2(3)) / 2
     assert [b["users"] for b in m["buckets"]] == [1, 3]
+
+
+@pytest.mark.parametrize("block", [1, 7, 40, 1000])
+def test_linear_target_ranks_match_the_whole_score_matrix(block):
+    """Blocked counting gives target_ranks' ranks, ties (duplicate items), history and padding included."""
+    rng = np.random.default_rng(5)
+    table = torch.tensor(rng.integers(-2, 3, (61, 4)), dtype=torch.float32)  # few distinct rows: many exact ties
+    table[30:40] = table[0]  # duplicates of the padding row
+    users = torch.tensor(rng.integers(-2, 3, (50, 4)), dtype=torch.float32)
+    targets = torch.tensor(rng.integers(1, 61, 50))
+    history = torch.tensor(rng.integers(0, 61, (50, 9)))
+    history[:5, 3] = targets[:5]  # targets already seen: unreachable
+    want = target_ranks(users @ table.T, targets, history)
+    assert torch.equal(linear_target_ranks(users, table, targets, history, block), want)
+    assert (want[:5] == UNREACHABLE).all() and (want < 61).sum() > 20  # the world holds both kinds
 
 
 def brute_top_k(scores: np.ndarray, history: list[int], k: int) -> list[int]:
