@@ -27,6 +27,7 @@ from padcore.registry import REC_LOSSES
 
 RESUME = "resume.pt"
 SCORE_BUDGET = 1 << 26  # scores per evaluation chunk (256 MiB in float32): about 160 users at 423k items
+PROGRESS_SECONDS = 60.0  # a long epoch or ranking says how far it is at most this often
 CACHE_BUDGET = 1 << 22  # scores per block of a linear model's scores on a CPU (16 MiB: they stay in cache)
 # extra loss: (model, the batch's training rows [B], their item_idx [B, L+1], generator) -> scalar
 ExtraLoss = Callable[[PadModel, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
@@ -51,8 +52,24 @@ def rec_loss(model: PadModel, batch: torch.Tensor, user_items: torch.Tensor, cfg
                                                                                   n_items), cfg, gen)
 
 
+class Progress:
+    """How far a long loop is, logged at most every PROGRESS_SECONDS (nothing for a short one)."""
+
+    def __init__(self, log: Callable[[str], None] | None, what: str, total: int):
+        self.log, self.what, self.total = log, what, total
+        self.start = self.shown = time.perf_counter()
+
+    def __call__(self, done: int, note: str = "") -> None:
+        now = time.perf_counter()
+        if self.log is not None and now - self.shown >= PROGRESS_SECONDS and done:
+            self.shown, spent = now, now - self.start
+            self.log(f"  {self.what} {done:,}/{self.total:,}{note}, {spent:.0f} s, about "
+                     f"{spent * (self.total - done) / done:.0f} s left")
+
+
 @torch.no_grad()
-def rank_split(model: PadModel, split: EvalSplit, cfg: TrainConfig, device: torch.device) -> np.ndarray:
+def rank_split(model: PadModel, split: EvalSplit, cfg: TrainConfig, device: torch.device,
+               log: Callable[[str], None] | None = None) -> np.ndarray:
     """0-based full-ranking rank of each user's target (vectorised, in user chunks).
 
     A chunk holds at most `cfg.eval_batch` users and SCORE_BUDGET scores, so memory
@@ -73,6 +90,7 @@ def rank_split(model: PadModel, split: EvalSplit, cfg: TrainConfig, device: torc
     # a linear model's scores are counted a block of items at a time: on a CPU one that stays in cache
     cells = CACHE_BUDGET if device.type == "cpu" else SCORE_BUDGET
     chunk = cfg.eval_batch if table is not None else max(1, min(cfg.eval_batch, SCORE_BUDGET // candidates))
+    progress, done = Progress(log, "ranked users", len(order)), 0
     for idx in order.split(chunk):
         inputs = split.inputs[idx, -max(int(lengths[idx].max()), 1):].to(device)
         history = split.history[idx, -max(int(hist_lengths[idx].max()), 1):].to(device)
@@ -83,6 +101,8 @@ def rank_split(model: PadModel, split: EvalSplit, cfg: TrainConfig, device: torc
             else:
                 users = model.user_vectors(inputs, side)
                 ranks[idx] = linear_target_ranks(users, table, targets, history, max(1, cells // len(idx))).cpu()
+        done += len(idx)
+        progress(done)
     return ranks.numpy()
 
 
@@ -196,7 +216,7 @@ def fit(
         valid = EvalSplit(valid.inputs[keep], valid.targets[keep], valid.history[keep])
     if not state["history"]:
         # epoch 0 = the starting point: a stage that starts from trained experts never ends worse than it began
-        ranks = rank_split(model, valid, cfg, device)
+        ranks = rank_split(model, valid, cfg, device, log)
         _record(state, model, 0, None, ranks, 0.0, log)
     while state["epoch"] < cfg.epochs and state["bad"] < cfg.patience:
         epoch = state["epoch"] + 1
@@ -211,6 +231,7 @@ def fit(
             module.eval()
         total, steps = 0.0, 0
         batches = length_batches(order, lengths, cfg.batch_size, gen_cpu)
+        progress = Progress(log, f"epoch {epoch:3d}: batch", len(batches))
         for step, idx in enumerate(batches):
             _set_rate(opt, cfg, (epoch - 1 + step / len(batches)) / cfg.epochs)
             # rows are left-padded: dropping the columns that are padding in every row changes no output
@@ -224,7 +245,8 @@ def fit(
             opt.step()
             total += float(loss.detach())
             steps += 1
-        ranks = rank_split(model, valid, cfg, device)
+            progress(step + 1, f", loss {total / steps:.4f}")
+        ranks = rank_split(model, valid, cfg, device, log)
         _record(state, model, epoch, total / max(steps, 1), ranks, time.perf_counter() - t0, log, objective.keep_last)
         _save(resume, model, opt, state)
     if state["best"] is not None:

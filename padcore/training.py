@@ -202,8 +202,8 @@ def _run_stage(spec: ModelSpec, stage: Stage, ds: Dataset, text: torch.Tensor | 
     device = pick_device(cfg.device)
     data = ctx.data
     metrics = {
-        "valid": full_ranking_metrics(rank_split(model, data.valid, cfg, device), data.valid.targets.numpy(), ds),
-        "test": full_ranking_metrics(rank_split(model, data.test, cfg, device), data.test.targets.numpy(), ds),
+        "valid": full_ranking_metrics(rank_split(model, data.valid, cfg, device, log), data.valid.targets.numpy(), ds),
+        "test": full_ranking_metrics(rank_split(model, data.test, cfg, device, log), data.test.targets.numpy(), ds),
         "epochs": result.epochs,
         "best_epoch": result.best_epoch,
         "seconds_per_epoch": round(result.seconds_per_epoch, 3),

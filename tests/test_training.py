@@ -126,6 +126,17 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(world, tmp_path,
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_long_epochs_and_rankings_say_how_far_they_are(world, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(trainer, "PROGRESS_SECONDS", 0.0)  # every batch and every chunk of users is "long"
+    phases.pretrain(world / "dataset", tmp_path / "m", **dict(FAST, epochs=1, eval_batch=64))
+    lines = capsys.readouterr().out.splitlines()
+    batches = [line for line in lines if "epoch   1: batch " in line]
+    ranked = [line for line in lines if "ranked users " in line]
+    assert batches and "loss " in batches[0] and batches[-1].endswith("about 0 s left")
+    users = len(load_dataset(world / "dataset").users)
+    assert any(f"ranked users {users:,}/{users:,}" in line for line in ranked)
+
+
 @pytest.mark.parametrize("backbone", ["gru4rec", "caser"])
 @pytest.mark.parametrize("loss", ["ce", "sampled"])
 def test_every_backbone_and_loss_runs_the_three_phases(world, tmp_path, backbone, loss):
