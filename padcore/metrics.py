@@ -71,37 +71,57 @@ def linear_target_ranks(users: torch.Tensor, table: torch.Tensor, targets: torch
     return ranks
 
 
-def top_k(scores: torch.Tensor, history: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def top_k(scores: torch.Tensor, history: torch.Tensor, k: int, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """The k best items per row as (item_idx [B, k], score [B, k]), best first; the rule of `target_ranks`.
 
-    Padding (column 0) and the row's history items are excluded, as in evaluation; ties are
+    Padding (item 0) and the row's history items are excluded, as in evaluation; ties are
     broken by the lower item_idx, so the order is exact and the same on every call. A slot
     with no item left to recommend (k larger than the candidates) holds item 0 and score -inf.
+    `offset`: the item_idx of column 0, when `scores` are a block of the catalogue's columns.
     The k-th best allowed score is found among the row's k + S + 1 best (at most S + 1 of them
     are excluded); every allowed item at or above it is then ordered exactly, so the whole
     catalogue is passed over twice and nothing of its size is copied.
     """
     scores = scores.float()
     rows, n = scores.shape
-    best_values, best_items = scores.topk(min(k + history.shape[1] + 1, n), dim=1)
-    allowed = (best_items != 0) & ~(best_items[:, :, None] == history[:, None, :]).any(2)
+    banned = torch.cat([history, history.new_zeros(rows, 1)], 1) - offset  # history and padding, as columns
+    best_values, best_cols = scores.topk(min(k + banned.shape[1], n), dim=1)
+    allowed = ~(best_cols[:, :, None] == banned[:, None, :]).any(2)
     seen = allowed.cumsum(1)
     kth = best_values.gather(1, (seen < k).sum(1, keepdim=True).clamp(max=best_values.shape[1] - 1))
     kth[seen[:, -1] < k] = float("-inf")  # fewer than k allowed items in the whole row
-    row, item = (scores >= kth).nonzero(as_tuple=True)  # row-major: item_idx ascending per row
-    allowed = (item != 0) & ~(history[row] == item[:, None]).any(1)
-    row, item = row[allowed], item[allowed]
-    value = scores[row, item]
+    row, col = (scores >= kth).nonzero(as_tuple=True)  # row-major: item_idx ascending per row
+    allowed = ~(banned[row] == col[:, None]).any(1)
+    row, col = row[allowed], col[allowed]
+    value = scores[row, col]
     order = torch.sort(value, descending=True, stable=True).indices  # ties keep item_idx ascending
     order = order[torch.sort(row[order], stable=True).indices]  # then by row, keeping that order
-    row, item, value = row[order], item[order], value[order]
+    row, col, value = row[order], col[order], value[order]
     slot = torch.arange(len(row), device=row.device) - torch.searchsorted(row, row, right=False)
     keep = slot < k
     items = torch.zeros(rows, k, dtype=torch.long, device=scores.device)
     values = torch.full((rows, k), float("-inf"), device=scores.device)
-    items[row[keep], slot[keep]] = item[keep]
+    items[row[keep], slot[keep]] = col[keep] + offset
     values[row[keep], slot[keep]] = value[keep]
     return items, values
+
+
+def linear_top_k(users: torch.Tensor, table: torch.Tensor, history: torch.Tensor, k: int,
+                 block: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`top_k` of the scores `users @ table.T`, computed `block` items at a time.
+
+    Each block's own k best (the same total order: score, then lower item_idx) hold the
+    catalogue's k best, so merging them gives `top_k`'s lists exactly.
+    """
+    n = table.shape[0]
+    if n <= block:
+        return top_k(users @ table.T, history, k)
+    parts = [top_k(users @ table[lo : lo + block].T, history, k, lo) for lo in range(0, n, block)]
+    items, values = torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts], 1)
+    order = torch.sort(torch.where(items > 0, items, n), dim=1, stable=True).indices  # item_idx ascending, empty last
+    items, values = items.gather(1, order), values.gather(1, order)
+    order = torch.sort(values, dim=1, descending=True, stable=True).indices[:, :k]  # then score descending
+    return items.gather(1, order), values.gather(1, order)
 
 
 def _count_above(scores: torch.Tensor, t: torch.Tensor, block: int = 2**15 - 1) -> torch.Tensor:

@@ -29,9 +29,9 @@ from padcore.checkpoint import load_model
 from padcore.dataset import Dataset, load_dataset, parse_timestamps
 from padcore.errors import PadError
 from padcore.experts import PadModel
-from padcore.metrics import top_k
+from padcore.metrics import linear_top_k, top_k
 from padcore.store import FORMAT, ITEMS, MANIFEST, verify
-from padcore.trainer import autocast, pick_device
+from padcore.trainer import autocast, item_block, pick_device
 
 SCHEMA = pa.schema([("user", pa.string()), ("rank", pa.int32()), ("item", pa.string()), ("score", pa.float32())])
 MAX_CELLS = 2**24  # scores held at once (users x items); bounds memory for any catalogue size
@@ -59,9 +59,11 @@ class Ranker:
     device: torch.device
     label: str
     index: pd.Index = field(init=False)
+    table: torch.Tensor | None = field(init=False)  # `PadModel.ranking_table`: scores taken a block of items at a time
 
     def __post_init__(self) -> None:
         self.index = pd.Index(self.keys[1:].astype(str))
+        self.table = self.model.ranking_table(self.side)
         rows = self.side[0][0].shape[0]
         if rows != len(self.keys):
             raise PadError(f"{self.label}: the model ranks {rows - 1} items but its item list holds {len(self.keys) - 1}")
@@ -74,9 +76,13 @@ class Ranker:
     @torch.no_grad()
     def top_k(self, inputs: torch.Tensor, history: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(item_idx [B, k], score [B, k]) for left-padded inputs [B, <= max_len] and history [B, S]."""
+        inputs, history = inputs.to(self.device), history.to(self.device)
         with autocast(self.device):
-            scores = self.model.scores(inputs.to(self.device), self.side)
-        items, values = top_k(scores, history.to(self.device), k)
+            if self.table is None:
+                items, values = top_k(self.model.scores(inputs, self.side), history, k)
+            else:
+                users = self.model.user_vectors(inputs, self.side)
+                items, values = linear_top_k(users, self.table, history, k, item_block(self.device, len(users)))
         return items.cpu().numpy(), values.cpu().numpy()
 
     def histories(self, users: Sequence[str], sequences: Sequence[Sequence[str]]) -> Users:
@@ -100,8 +106,9 @@ class Ranker:
                      [str(u) for u in users[~keep]])
 
     def batches(self, users: Users, batch_users: int = 1024, max_cells: int = MAX_CELLS):
-        """(slice, inputs, history) per batch of users, at most `max_cells` scores per batch."""
-        size = max(1, min(batch_users, max_cells // len(self.keys)))
+        """(slice, inputs, history) per batch of users, at most `max_cells` scores per batch (unless the scores are
+        taken a block of items at a time)."""
+        size = batch_users if self.table is not None else max(1, min(batch_users, max_cells // len(self.keys)))
         starts, ends = users.offsets[:-1], users.offsets[1:]
         for lo in range(0, len(users.users), size):
             s, e = starts[lo : lo + size], ends[lo : lo + size]

@@ -87,8 +87,6 @@ def rank_split(model: PadModel, split: EvalSplit, cfg: TrainConfig, device: torc
     lengths = (split.inputs > 0).sum(1)
     order = torch.sort(lengths, stable=True).indices
     hist_lengths = (split.history > 0).sum(1)
-    # a linear model's scores are counted a block of items at a time: on a CPU one that stays in cache
-    cells = CACHE_BUDGET if device.type == "cpu" else SCORE_BUDGET
     chunk = cfg.eval_batch if table is not None else max(1, min(cfg.eval_batch, SCORE_BUDGET // candidates))
     progress, done = Progress(log, "ranked users", len(order)), 0
     for idx in order.split(chunk):
@@ -100,10 +98,16 @@ def rank_split(model: PadModel, split: EvalSplit, cfg: TrainConfig, device: torc
                 ranks[idx] = target_ranks(model.scores(inputs, side), targets, history).cpu()
             else:
                 users = model.user_vectors(inputs, side)
-                ranks[idx] = linear_target_ranks(users, table, targets, history, max(1, cells // len(idx))).cpu()
+                ranks[idx] = linear_target_ranks(users, table, targets, history, item_block(device, len(idx))).cpu()
         done += len(idx)
         progress(done)
     return ranks.numpy()
+
+
+def item_block(device: torch.device, users: int) -> int:
+    """Items per block when a linear model's scores for `users` are taken a block at a time: on a CPU a block
+    that stays in cache, on a GPU one of SCORE_BUDGET scores."""
+    return max(1, (CACHE_BUDGET if device.type == "cpu" else SCORE_BUDGET) // users)
 
 
 def autocast(device: torch.device):

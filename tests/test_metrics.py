@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from padcore.dataset import Dataset
-from padcore.metrics import UNREACHABLE, full_ranking_metrics, hit_ndcg, linear_target_ranks, target_ranks, top_k
+from padcore.metrics import (UNREACHABLE, full_ranking_metrics, hit_ndcg, linear_target_ranks, linear_top_k, target_ranks,
+                             top_k)
 
 
 def brute_rank(scores: np.ndarray, target: int, history: list[int]) -> int:
@@ -113,6 +114,20 @@ def test_top_k_matches_brute_force_with_ties_and_history(world):
         want = brute_top_k(scores[u], history[u].tolist(), 10)
         assert items[u].tolist() == want
         assert np.array_equal(values[u].numpy(), scores[u, want])
+
+
+@pytest.mark.parametrize("block", [1, 6, 40, 1000])
+@pytest.mark.parametrize("k", [3, 10, 70])
+def test_linear_top_k_matches_top_k_of_the_whole_score_matrix(block, k):
+    """Merged blocks give top_k's lists exactly: ties across blocks, history, padding, k above the candidates."""
+    rng = np.random.default_rng(6)
+    table = torch.tensor(rng.integers(-2, 3, (61, 4)), dtype=torch.float32)
+    table[30:40] = table[0]
+    users = torch.tensor(rng.integers(-2, 3, (50, 4)), dtype=torch.float32)
+    history = torch.tensor(rng.integers(0, 61, (50, 9)))
+    want_items, want_values = top_k(users @ table.T, history, k)
+    items, values = linear_top_k(users, table, history, k, block)
+    assert torch.equal(items, want_items) and torch.equal(values, want_values)
 
 
 def test_top_k_agrees_with_target_ranks():

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from pad.cli import main
+from padcore import trainer
 from padcore.batches import split_tensors
 from padcore.checkpoint import load_model
 from padcore.config import TrainConfig
@@ -82,17 +83,20 @@ def test_dataset_users_as_parquet_against_brute_force(shop, tmp_path, capsys):
         assert np.allclose(mine["score"], scores[order], atol=1e-5)
 
 
-def test_batches_bound_the_score_matrix(shop):
+def test_batches_bound_the_score_matrix(shop, monkeypatch):
     ds = load_dataset(shop["new_dataset"])
     ranker = ranker_from_artifacts(shop["new_model"], ds, shop["new_text"])
     users = ranker.dataset_users(ds)
+    assert ranker.table is not None  # PAD's fusion is linear: its scores are taken a block of items at a time
+    monkeypatch.setattr(trainer, "CACHE_BUDGET", 5 * 1024)  # blocks of 5 items for a batch of 1024 users
+    blocked = np.concatenate([ranker.top_k(i, h, 10)[0] for _, i, h in ranker.batches(users)])
+    ranker.table = None  # as a model that is not linear: each batch's whole score matrix, bounded by max_cells
     cells = len(ranker.keys) * 7  # room for 7 users' scores at a time
     batches = list(ranker.batches(users, batch_users=1024, max_cells=cells))
     assert max(inputs.shape[0] for _, inputs, _ in batches) == 7
     assert sum(inputs.shape[0] for _, inputs, _ in batches) == ds.n_users
-    small = np.concatenate([ranker.top_k(i, h, 10)[0] for _, i, h in batches])
-    big = np.concatenate([ranker.top_k(i, h, 10)[0] for _, i, h in ranker.batches(users)])
-    assert np.array_equal(small, big)
+    whole = np.concatenate([ranker.top_k(i, h, 10)[0] for _, i, h in batches])
+    assert np.array_equal(whole, blocked)
 
 
 def test_histories_by_id_and_unknown_items(shop, tmp_path, capsys):
