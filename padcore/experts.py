@@ -143,13 +143,16 @@ class PadModel(nn.Module):
         """`states` with the inputs embedded from precomputed item tables (evaluation: no tower runs again)."""
         return [e.backbone(t[seq], seq > 0) for e, t in zip(self.experts.values(), tables)]
 
-    def item_side(self, items: torch.Tensor | None = None) -> Side:
+    def item_side(self, items: torch.Tensor | None = None, tables: list[torch.Tensor] | None = None) -> Side:
         """Each expert's representations of `items` (every item when None), and the fusion's per-item part.
 
         For every item, a fusion whose logit is linear in the experts' logits also folds
-        the weighted tables into one, so a fused score is one matrix product.
+        the weighted tables into one, so a fused score is one matrix product. `tables`:
+        the experts' item tables, already computed (frozen experts: only the fusion changes).
         """
-        if items is None:
+        if tables is not None:
+            reps = tables
+        elif items is None:
             reps = [e.tower.table() for e in self.experts.values()]
         else:
             reps = [e.tower(items) for e in self.experts.values()]

@@ -123,11 +123,17 @@ class HeldOutObjective(Objective):
         self.rows = torch.cat([split.inputs, split.targets[:, None]], 1)
         self.history = split.history
         self.frozen = tuple(model.experts.values())
+        self.tables: list[torch.Tensor] = []
+
+    def start_epoch(self, model: PadModel, device: torch.device) -> None:
+        with torch.no_grad():  # the experts are frozen: their item tables are computed once, not at every batch
+            self.tables = [e.tower.table() for e in model.experts.values()]
 
     def loss(self, model: PadModel, idx: torch.Tensor, batch: torch.Tensor, cfg: TrainConfig,
              gen: torch.Generator) -> torch.Tensor | None:
         inputs, targets = batch[:, :-1], batch[:, -1]
-        scores = model.scores(inputs).float()
+        states = model.states_from(inputs, self.tables)
+        scores = model.logits([s[:, -1] for s in states], side=model.item_side(tables=self.tables)).float()
         seen = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, self.history[idx].to(scores.device), True)
         seen[:, 0] = True
         fresh = ~seen.gather(1, targets[:, None]).squeeze(1)
