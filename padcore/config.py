@@ -62,9 +62,9 @@ class TrainConfig:
                             "(early-stopped on validation) before the fusion is fitted; none = it stays as "
                             "`llm_init` made it", choices=("rec", "none"))
     eval_batch: int = option(1024, "users per chunk in full-ranking evaluation", low=1)
-    valid_users: int = option(0, "rank this many (seeded) validation users to choose the epoch, and fit phase 3's "
-                              "fusion on them; 0 = all (large catalogues: each full ranking costs users x items)",
-                              low=0)
+    valid_users: int = option(0, "rank this many (seeded) validation users to choose the epoch and report the "
+                              "validation metrics, and fit phase 3's fusion on them; 0 = all (large catalogues: "
+                              "each full ranking costs users x items)", low=0)
     seed: int = option(0, "random seed", low=0)
     device: str = option("auto", "auto | cpu | cuda | cuda:N", pattern=DEVICE_PATTERN)
     threads: int = option(0, "torch CPU threads; 0 = torch's default", low=0)

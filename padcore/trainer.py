@@ -214,10 +214,7 @@ def fit(
 
     rows = objective.rows
     lengths = (rows > 0).sum(1)
-    if cfg.valid_users and cfg.valid_users < len(valid.targets):
-        # a fixed sample of users for choosing the epoch (the artifact's metrics still rank every user)
-        keep = torch.randperm(len(valid.targets), generator=torch.Generator().manual_seed(cfg.seed))[: cfg.valid_users]
-        valid = EvalSplit(valid.inputs[keep], valid.targets[keep], valid.history[keep])
+    valid = valid_sample(valid, cfg)
     if not state["history"]:
         # epoch 0 = the starting point: a stage that starts from trained experts never ends worse than it began
         ranks = rank_split(model, valid, cfg, device, log)
@@ -256,6 +253,15 @@ def fit(
     if state["best"] is not None:
         model.load_state_dict(state["best"])
     return FitResult(state["best_epoch"], state["epoch"], state["history"], state["seconds"] / max(state["epoch"], 1))
+
+
+def valid_sample(valid: EvalSplit, cfg: TrainConfig) -> EvalSplit:
+    """The validation users that choose the epoch and give the artifact's validation metrics: a fixed seeded
+    sample of `valid_users` of them when set (large catalogues), else all."""
+    if not cfg.valid_users or cfg.valid_users >= len(valid.targets):
+        return valid
+    keep = torch.randperm(len(valid.targets), generator=torch.Generator().manual_seed(cfg.seed))[: cfg.valid_users]
+    return EvalSplit(valid.inputs[keep], valid.targets[keep], valid.history[keep])
 
 
 def length_batches(order: torch.Tensor, lengths: torch.Tensor, size: int, gen: torch.Generator,

@@ -27,7 +27,7 @@ from padcore.metrics import full_ranking_metrics
 from padcore.models.spec import ModelSpec, Shape, Stage, StageContext
 from padcore.options import build_options
 from padcore.registry import MODELS
-from padcore.trainer import RESUME, RecObjective, fit, pick_device, rank_split
+from padcore.trainer import RESUME, RecObjective, fit, pick_device, rank_split, valid_sample
 
 # fields that fix the shape of the weights: a stage must keep its earlier stages' values
 ARCH_FIELDS = ("backbone", "dim", "layers", "heads", "max_len", "caser_window", "text_hidden")
@@ -201,8 +201,9 @@ def _run_stage(spec: ModelSpec, stage: Stage, ds: Dataset, text: torch.Tensor | 
         result = fit(model, objective, ctx.data.valid, cfg, work, log)
     device = pick_device(cfg.device)
     data = ctx.data
+    valid = valid_sample(data.valid, cfg)  # with valid_users set, the sample that chose the epoch
     metrics = {
-        "valid": full_ranking_metrics(rank_split(model, data.valid, cfg, device, log), data.valid.targets.numpy(), ds),
+        "valid": full_ranking_metrics(rank_split(model, valid, cfg, device, log), valid.targets.numpy(), ds),
         "test": full_ranking_metrics(rank_split(model, data.test, cfg, device, log), data.test.targets.numpy(), ds),
         "epochs": result.epochs,
         "best_epoch": result.best_epoch,

@@ -272,6 +272,14 @@ def test_llm_train_rec_trains_the_llm_expert_alone_before_the_fusion(trained, wo
     assert moved == (fit["best_epoch"] > 0)
 
 
+def test_valid_users_sample_chooses_the_epoch_and_gives_the_validation_metrics(world, tmp_path):
+    phases.pretrain(world / "dataset", tmp_path / "m", **dict(FAST, epochs=2, valid_users=9))
+    m = metrics(tmp_path / "m")
+    users = len(load_dataset(world / "dataset").users)
+    assert m["valid"]["users"] == 9 and m["test"]["users"] == users > 9
+    assert m["valid"]["ndcg@10"] == max(h["valid_ndcg@10"] for h in m["history"])  # the same 9 users chose it
+
+
 def test_valid_users_bounds_the_phase_3_fusion_fit(trained, world, tmp_path, monkeypatch):
     """With `valid_users`, each cross-fitting fold fits on and chooses among halves of that many users."""
     import padcore.models.pad as pad
