@@ -1,6 +1,7 @@
 """bench/scale.py: its synthetic logs have the promised shape and make artifacts pad accepts."""
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -68,3 +69,17 @@ def test_slope_and_phase_figures(scale):
     assert scale.projected_seconds(figures, "pretrain", cpu=False, valid_users=2) == pytest.approx(240 + 61 * 2 / 7 + 2)
     assert scale.projected_seconds(figures, "finetune", cpu=True) == pytest.approx(20 * 1.5 + 22 * 0.5 * 0.5 + 1)
     assert scale.phase_figures({"evals": calls}, history[:2]) == {}  # calls that do not match the history
+
+
+def test_a_stopped_run_keeps_its_finished_steps(scale, tmp_path, monkeypatch):
+    """result.json is written after every step, so a run stopped in the middle can be resumed with --reuse."""
+    def fake_step(name, argv, work, threads, rss_cap):
+        if name == "align":
+            raise KeyboardInterrupt  # the bench is stopped while phase 2 runs
+        return {"wall": 1.0, "peak_rss": 1, "rc": 0, "capped": False}
+
+    monkeypatch.setattr(scale, "run_step", fake_step)
+    with pytest.raises(KeyboardInterrupt):
+        scale.run_scenario(None, tmp_path, 1, 1, 20.0, label="run", source="prime_pantry")
+    kept = json.loads((tmp_path / "run" / "result.json").read_text())["steps"]
+    assert list(kept) == ["preprocess", "embed", "pretrain"] and all(s["rc"] == 0 for s in kept.values())
