@@ -137,6 +137,28 @@ def test_long_epochs_and_rankings_say_how_far_they_are(world, tmp_path, monkeypa
     assert any(f"ranked users {users:,}/{users:,}" in line for line in ranked)
 
 
+def test_phase_3_resumed_after_interruption_matches_an_uninterrupted_run(trained, tmp_path, monkeypatch):
+    """A resumed fusion fit starts its epoch from the same frozen experts' tables (evaluation mode, no dropout)."""
+    args = (trained / "dataset", trained / "text", trained / "m1", trained / "m2")
+    phases.finetune(*args, tmp_path / "whole", epochs=3, patience=3)
+    real_save, calls = trainer._save, {"n": 0}
+
+    def crash_after_two(*a):
+        real_save(*a)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "_save", crash_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        phases.finetune(*args, tmp_path / "cut", epochs=3, patience=3)
+    monkeypatch.setattr(trainer, "_save", real_save)
+    phases.finetune(*args, tmp_path / "cut", epochs=3, patience=3)
+    whole, cut = metrics(tmp_path / "whole"), metrics(tmp_path / "cut")
+    assert [h["valid_ndcg@10"] for h in cut["history"]] == [h["valid_ndcg@10"] for h in whole["history"]]
+    assert cut["test"] == whole["test"] and cut["fusion"] == whole["fusion"]
+
+
 @pytest.mark.parametrize("backbone", ["gru4rec", "caser"])
 @pytest.mark.parametrize("loss", ["ce", "sampled"])
 def test_every_backbone_and_loss_runs_the_three_phases(world, tmp_path, backbone, loss):

@@ -126,7 +126,11 @@ class HeldOutObjective(Objective):
         self.tables: list[torch.Tensor] = []
 
     def start_epoch(self, model: PadModel, device: torch.device) -> None:
-        with torch.no_grad():  # the experts are frozen: their item tables are computed once, not at every batch
+        # the experts are frozen: their item tables are computed once per epoch, not at every batch, and in
+        # evaluation mode whatever mode a resumed run left them in (no dropout), as they score while frozen
+        for module in self.frozen:
+            module.eval()
+        with torch.no_grad():
             self.tables = [e.tower.table() for e in model.experts.values()]
 
     def loss(self, model: PadModel, idx: torch.Tensor, batch: torch.Tensor, cfg: TrainConfig,
