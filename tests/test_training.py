@@ -1,5 +1,6 @@
 """The PAD phases and the training loop end to end on small synthetic data: artifacts, resume, the mechanism."""
 
+import contextlib
 import json
 
 import numpy as np
@@ -97,24 +98,31 @@ def test_mismatched_inputs_are_refused(trained, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@contextlib.contextmanager
+def crash_after_saves(n: int, monkeypatch):
+    """Inside: the n-th checkpoint written by `fit` is followed by an interruption (as a killed run)."""
+    real_save, calls = trainer._save, {"n": 0}
+
+    def crashing(*args):
+        real_save(*args)
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "_save", crashing)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(trainer, "_save", real_save)
+
+
 def test_resume_after_interruption_matches_an_uninterrupted_run(world, tmp_path, monkeypatch):
     opts = dict(FAST, epochs=6, patience=6)
     phases.pretrain(world / "dataset", tmp_path / "whole", **opts)
 
-    real_save = trainer._save
-    calls = {"n": 0}
-
-    def crash_after_three(*args):
-        real_save(*args)
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(trainer, "_save", crash_after_three)
-    with pytest.raises(KeyboardInterrupt):
+    with crash_after_saves(3, monkeypatch), pytest.raises(KeyboardInterrupt):
         phases.pretrain(world / "dataset", tmp_path / "cut", **opts)
     assert not (tmp_path / "cut").exists() and (tmp_path / ".cut.partial" / "resume.pt").is_file()
-    monkeypatch.setattr(trainer, "_save", real_save)
     phases.pretrain(world / "dataset", tmp_path / "cut", **opts)
 
     whole, cut = metrics(tmp_path / "whole"), metrics(tmp_path / "cut")
@@ -141,18 +149,8 @@ def test_phase_3_resumed_after_interruption_matches_an_uninterrupted_run(trained
     """A resumed fusion fit starts its epoch from the same frozen experts' tables (evaluation mode, no dropout)."""
     args = (trained / "dataset", trained / "text", trained / "m1", trained / "m2")
     phases.finetune(*args, tmp_path / "whole", epochs=3, patience=3)
-    real_save, calls = trainer._save, {"n": 0}
-
-    def crash_after_two(*a):
-        real_save(*a)
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(trainer, "_save", crash_after_two)
-    with pytest.raises(KeyboardInterrupt):
+    with crash_after_saves(2, monkeypatch), pytest.raises(KeyboardInterrupt):
         phases.finetune(*args, tmp_path / "cut", epochs=3, patience=3)
-    monkeypatch.setattr(trainer, "_save", real_save)
     phases.finetune(*args, tmp_path / "cut", epochs=3, patience=3)
     whole, cut = metrics(tmp_path / "whole"), metrics(tmp_path / "cut")
     assert [h["valid_ndcg@10"] for h in cut["history"]] == [h["valid_ndcg@10"] for h in whole["history"]]
