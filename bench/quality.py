@@ -11,13 +11,15 @@ and evaluated with the same code:
 - 2 SASRecs + alignment expert: PAD's ID expert, one more ID model (seed s+3) and
   the alignment expert, equal weights — PAD with its LLM expert and its learned
   fusion replaced by one more ID model;
-- PAD, fused: PAD's three experts at equal weights (phase 3's starting point);
-- PAD, paper recipe: phase 3 as the paper trains it (eq. 11's gate trained jointly
-  with the experts on the training targets);
-- PAD, fusion fitted on the whole catalogue: pad's phase 3 with each held-out
-  target against every item (`fusion_negatives=0`, the previous default);
-- PAD: phase 3 as pad trains it (the fusion fitted on held-out interactions,
-  each target against its 100 best-scored rivals).
+- text similarity: PAD's text-similarity expert alone (no training: an item's text
+  cosine to the user's recent items);
+- PAD, fused: PAD's four experts at equal weights, each at unit logit spread (phase
+  3's starting point);
+- PAD, paper recipe: the paper's three experts, phase 3 as the paper trains it
+  (eq. 11's gate trained jointly with the experts on the training targets);
+- PAD, paper's three experts: pad's phase 3 without the text-similarity expert;
+- PAD: phase 3 as pad trains it (four experts; the fusion fitted on held-out
+  interactions, each target against its 100 best-scored rivals).
 
 Every trained artifact and every evaluation is kept under --work, so a rerun
 resumes; several processes may share --work (e.g. one per loss). The tables go to
@@ -37,16 +39,20 @@ import numpy as np
 
 from common import ROOT, SOURCES, TITLES, cached, cells, machine, mean_std, parse_set, prepare, trained, write_section
 from padcore import steps
+from padcore.config import PAPER_EXPERTS
 from padcore.dataset import load_dataset
 
-ROWS = ("SASRec", "SASRec x3", "alignment expert", "2 SASRecs + alignment expert", "PAD, fused",
-        "PAD, paper recipe", "PAD, fusion fitted on the whole catalogue", "PAD")
+ROWS = ("SASRec", "SASRec x3", "alignment expert", "2 SASRecs + alignment expert", "text similarity", "PAD, fused",
+        "PAD, paper recipe", "PAD, paper's three experts", "PAD")
 ROW_NOTE = ("SASRec x3 = the equal-weight logit average of the ID models of seeds s, s+3, s+6; 2 SASRecs + "
             "alignment expert = PAD's ID expert, the seed s+3 ID model and PAD's alignment expert at equal weights; "
-            "PAD, fused = PAD's three experts at equal weights (phase 3's starting point); PAD, paper recipe = "
-            "phase 3 as the paper trains it (`fusion=paper`); PAD, fusion fitted on the whole catalogue = pad's "
-            "phase 3 with `fusion_negatives=0` (the previous default); PAD = phase 3 as pad trains it "
-            "(`fusion=bucket`, each held-out target against its 100 best-scored rivals).")
+            "text similarity = PAD's text-similarity expert alone (no training); PAD, fused = PAD's four experts at "
+            "equal weights, each at unit logit spread (phase 3's starting point); PAD, paper recipe = the paper's "
+            "three experts, phase 3 as the paper trains it (`fusion=paper experts=id,align,llm`); PAD, paper's "
+            "three experts = pad's phase 3 without the text-similarity expert (`experts=id,align,llm`); PAD = phase "
+            "3 as pad trains it (four experts, `fusion=bucket`, each held-out target against its 100 best-scored "
+            "rivals).")
+PAPER = ",".join(PAPER_EXPERTS)
 EXTRA_SEEDS = (3, 6)  # the other ID models of seed s's controls are seeds s+3 and s+6
 
 
@@ -61,11 +67,10 @@ def run(work: Path, name: str, loss: str, seed: int, options: dict) -> dict[str,
     phase1, phase2 = run_dir / "pretrain", run_dir / "align"
     trained(phase1, lambda out: steps.pretrain(dataset, out, seed=seed, loss=loss, **options))
     trained(phase2, lambda out: steps.align(dataset, text, phase1, out))
-    for fusion in ("bucket", "equal", "paper"):
-        trained(run_dir / f"finetune-{fusion}", lambda out, f=fusion: steps.finetune(dataset, text, phase1, phase2, out,
-                                                                                 fusion=f))
-    trained(run_dir / "finetune-bucket-full", lambda out: steps.finetune(dataset, text, phase1, phase2, out,
-                                                                         fusion_negatives=0))
+    variants = {"bucket": {}, "equal": {"fusion": "equal"}, "sim": {"experts": "sim"},
+                "paper": {"fusion": "paper", "experts": PAPER}, "bucket-three": {"experts": PAPER}}
+    for key, opts in variants.items():
+        trained(run_dir / f"finetune-{key}", lambda out, o=opts: steps.finetune(dataset, text, phase1, phase2, out, **o))
     ids = {k: base / f"id-seed{seed + k}" for k in EXTRA_SEEDS}
     for k, folder in ids.items():
         trained(folder, lambda out, k=k: steps.pretrain(dataset, out, seed=seed + k, loss=loss, **options))
@@ -84,9 +89,10 @@ def run(work: Path, name: str, loss: str, seed: int, options: dict) -> dict[str,
         "alignment expert": metrics(phase2),
         "2 SASRecs + alignment expert": cached(run_dir / "sasrec-x2-align.json",
                                                lambda: ensemble([phase1, ids[3], phase2])),
+        "text similarity": metrics(run_dir / "finetune-sim"),
         "PAD, fused": metrics(run_dir / "finetune-equal"),
         "PAD, paper recipe": metrics(run_dir / "finetune-paper"),
-        "PAD, fusion fitted on the whole catalogue": metrics(run_dir / "finetune-bucket-full"),
+        "PAD, paper's three experts": metrics(run_dir / "finetune-bucket-three"),
         "PAD": metrics(run_dir / "finetune-bucket"),
     }
 

@@ -115,6 +115,25 @@ class Caser(nn.Module):
         return F.relu(self.fc(self.drop(h))) * mask.unsqueeze(-1)
 
 
+class RecencyPool(nn.Module):
+    """No parameters: the state at t is the recency-weighted mean of the real items up to t,
+    weights decay^(t - s) (decay 0 = the latest item alone, 1 = a plain mean)."""
+
+    def __init__(self, decay: float):
+        super().__init__()
+        self.decay = decay
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        L = x.shape[1]
+        age = torch.arange(L, device=x.device)
+        age = age[:, None] - age[None, :]  # [t, s]: how many steps s is before t
+        # decay^age for s <= t (0 ** 0 = 1: the latest item always counts), 0 after t
+        w = torch.where(age >= 0, torch.tensor(self.decay, device=x.device).pow(age.clamp_min(0)), 0.0)
+        w = w[None] * mask[:, None, :].to(w.dtype)  # [B, t, s]
+        total = w.sum(-1, keepdim=True)
+        return (w @ x.float()) / total.clamp_min(1e-12) * mask.unsqueeze(-1)
+
+
 TITLES = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "caser": "Caser"}  # as the paper's tables name them
 
 

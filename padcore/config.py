@@ -11,7 +11,8 @@ from padcore.registry import ALIGN_LOSSES, BACKBONES, REC_LOSSES
 
 ALIGN_MODES = ("anchored", "non-anchored", "frozen")
 SCHEDULES = ("constant", "cosine")
-EXPERTS = ("id", "align", "llm")
+EXPERTS = ("id", "align", "llm", "sim")
+PAPER_EXPERTS = ("id", "align", "llm")  # the paper's three; `sim` is pad's own (README, "how pad differs")
 FUSIONS = ("bucket", "calibrated", "global", "paper", "equal")
 
 
@@ -48,6 +49,8 @@ class TrainConfig:
     infonce_temperature: float = option(0.1, "temperature of the InfoNCE alignment loss", low=0, low_open=True)
     text_hidden: int = option(256, "hidden width of the text-reduction MLP", low=1)
     experts: tuple[str, ...] = option(EXPERTS, "phase-3 experts; drop any for the ablation", choices=EXPERTS)
+    sim_decay: float = option(0.5, "text-similarity expert: weight of an item `a` steps before the latest is "
+                              "sim_decay^a (0 = the latest item alone, 1 = all alike)", low=0, high=1)
     fusion: str = option("bucket", "phase 3: bucket = per-bucket weights over the experts' logits, fitted on "
                          "held-out targets; calibrated = the same over log-probabilities; global = one weight vector "
                          "so fitted (no gate); paper = eq. 11's gate trained jointly with the experts; equal = the "

@@ -7,6 +7,9 @@ product of a backbone state with a candidate's representation.
 - `IdTower`: an ID embedding table.
 - `TextTower`: an MLP over the frozen text table (one `TextTable` shared by every tower of a model).
 - `FusedTower`: ID table + MLP(text), summed (the alignment expert, eq. 9).
+- `SimilarityTower`: the frozen text itself, unit-normalised (the text-similarity expert:
+  no parameters; with `RecencyPool` an item scores its text's cosine similarity to the
+  user's recent items).
 
 `PadModel` holds one expert, or several whose logits a fusion combines per
 candidate item (padcore/fusion.py).
@@ -17,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from padcore.backbones import make_backbone
+from padcore.backbones import RecencyPool, make_backbone
 from padcore.config import TrainConfig
 
 
@@ -104,6 +107,22 @@ class FusedTower(ItemTower):
 
     def table(self) -> torch.Tensor:
         return self.ids.table() + self.text.table()
+
+
+class SimilarityTower(ItemTower):
+    """The frozen text, each row scaled to unit length; no parameters (padding stays 0)."""
+
+    def __init__(self, text: TextTable):
+        super().__init__()
+        self.rows = len(text)
+        self.text = text
+
+    def device(self) -> torch.device:
+        return self.text.table.device
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        v = self.text(idx)
+        return v / v.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
 class Expert(nn.Module):
@@ -211,7 +230,10 @@ class PadModel(nn.Module):
 
 
 def build_expert(kind: str, cfg: TrainConfig, n_items: int, max_len: int, text: TextTable | None) -> Expert:
-    """A fresh PAD expert of `kind`: id (ID table), align (ID table + reduced text) or llm (reduced text)."""
+    """A fresh PAD expert of `kind`: id (ID table), align (ID table + reduced text), llm (reduced text)
+    or sim (the text's cosine similarity to the recent items; nothing to train)."""
+    if kind == "sim":
+        return Expert(SimilarityTower(text), RecencyPool(cfg.sim_decay))
     if kind == "id":
         tower: nn.Module = IdTower(n_items, cfg.dim)
     elif kind == "llm":
@@ -219,5 +241,5 @@ def build_expert(kind: str, cfg: TrainConfig, n_items: int, max_len: int, text: 
     elif kind == "align":
         tower = FusedTower(IdTower(n_items, cfg.dim), TextTower(text, cfg.dim, cfg.text_hidden, cfg.dropout))
     else:
-        raise ValueError(f"unknown expert kind {kind!r}; known: id, align, llm")
+        raise ValueError(f"unknown expert kind {kind!r}; known: id, align, llm, sim")
     return Expert(tower, make_backbone(cfg, max_len))

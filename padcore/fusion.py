@@ -41,11 +41,12 @@ def folded(reps: list[torch.Tensor], w: torch.Tensor) -> torch.Tensor:
 class FrequencyGate(nn.Module):
     """Eq. 11: per candidate item, a softmax over experts from its frequency bucket and expert embeddings."""
 
-    def __init__(self, n_experts: int, dim: int, buckets: torch.Tensor, n_buckets: int):
+    def __init__(self, widths: list[int], dim: int, buckets: torch.Tensor, n_buckets: int):
+        """widths: each expert's item-representation width; dim: the bucket embedding's and hidden width."""
         super().__init__()
         self.register_buffer("buckets", buckets.long())  # saved with the model: part of what it learned on
         self.bucket_emb = nn.Embedding(n_buckets + 1, dim)
-        self.mlp = nn.Sequential(nn.Linear(dim * (n_experts + 1), dim), nn.GELU(), nn.Linear(dim, n_experts))
+        self.mlp = nn.Sequential(nn.Linear(dim + sum(widths), dim), nn.GELU(), nn.Linear(dim, len(widths)))
         # start as an equal-weight fusion of the experts
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
@@ -67,7 +68,9 @@ class FrequencyGate(nn.Module):
 class BucketGate(nn.Module):
     """Per frequency bucket, softmax weights over the experts, on their logits at a learned temperature each.
 
-    raw (default): score(u, i) = sum_e w_e(b(i)) * t_e * s_e(u, i);
+    raw (default): score(u, i) = sum_e w_e(b(i)) * t_e * s_e(u, i) / spread_e, where spread_e (a buffer set
+    before training, 1 until then) is the expert's logits' standard deviation over the catalogue, so that
+    experts of any scale start alike and a weight is a share of unit-spread scores;
     calibrated (raw=False): sum_e w_e(b(i)) * (t_e s_e(u, i) - logsumexp_j t_e s_e(u, j)), j over every
     real item — each expert's log-probability of item i, so a weight picks an expert without rescaling
     its confidence. Starts as the equal-weight average at temperature 1.
@@ -78,7 +81,17 @@ class BucketGate(nn.Module):
         self.register_buffer("buckets", buckets.long())
         self.logits = nn.Parameter(torch.zeros(n_buckets + 1, n_experts))
         self.log_temperature = nn.Parameter(torch.zeros(n_experts))
+        self.register_buffer("spread", torch.ones(n_experts))
         self.raw = raw
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # an artifact saved before the spread existed scores its experts' logits as they are
+        state_dict.setdefault(prefix + "spread", torch.ones_like(self.spread))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def scales(self) -> torch.Tensor:
+        """[n_experts] what each expert's logits are multiplied by (before its bucket weight)."""
+        return self.log_temperature.exp() / self.spread if self.raw else self.log_temperature.exp()
 
     def bucket_weights(self) -> torch.Tensor:
         """[n_buckets + 1, n_experts]: row b = the experts' softmax weights on items of bucket b."""
@@ -89,7 +102,7 @@ class BucketGate(nn.Module):
         return self.bucket_weights()[idx]
 
     def forward(self, scores: list[torch.Tensor], w: torch.Tensor, all_items: bool) -> torch.Tensor:
-        t = self.log_temperature.exp()
+        t = self.scales()
         if self.raw:
             return weighted_sum([t[e] * s for e, s in enumerate(scores)], w)
         if not all_items:
@@ -97,10 +110,11 @@ class BucketGate(nn.Module):
         return weighted_sum([log_probabilities(t[e] * s) for e, s in enumerate(scores)], w)
 
     def fold(self, reps: list[torch.Tensor], w: torch.Tensor) -> torch.Tensor | None:
-        return folded(reps, w * self.log_temperature.exp()) if self.raw else None
+        return folded(reps, w * self.scales()) if self.raw else None
 
     def item_weights(self, w: torch.Tensor, n: int) -> torch.Tensor:
-        """Each expert's share of an item's fused score: its weight times its temperature, normalised."""
+        """Each expert's share of an item's fused score: its weight times its temperature, normalised
+        (raw: a share of the experts' unit-spread scores)."""
         scaled = w * self.log_temperature.exp()
         return scaled / scaled.sum(-1, keepdim=True)
 

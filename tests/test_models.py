@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from padcore.backbones import make_backbone
+from padcore.backbones import RecencyPool, make_backbone
 from padcore.config import TrainConfig
 from padcore.errors import PadError
 from padcore.experts import FusedTower, PadModel, TextTable, build_expert
@@ -14,11 +14,13 @@ BACKBONES = ["sasrec", "gru4rec", "caser"]
 
 
 def backbone(name: str, max_len: int = 8):
+    if name == "pool":  # the text-similarity expert's parameter-free backbone
+        return RecencyPool(0.6)
     torch.manual_seed(0)
     return make_backbone(TrainConfig(backbone=name, dim=16, heads=2, dropout=0.0), max_len).eval()
 
 
-@pytest.mark.parametrize("name", BACKBONES)
+@pytest.mark.parametrize("name", BACKBONES + ["pool"])
 def test_future_items_never_change_earlier_states(name):
     net = backbone(name)
     x = torch.randn(2, 8, 16)
@@ -32,7 +34,7 @@ def test_future_items_never_change_earlier_states(name):
         assert not torch.allclose(out[:, t + 1 :], base[:, t + 1 :], atol=1e-5)
 
 
-@pytest.mark.parametrize("name", BACKBONES)
+@pytest.mark.parametrize("name", BACKBONES + ["pool"])
 def test_padding_never_affects_real_positions(name):
     net = backbone(name)
     real = torch.randn(1, 3, 16)
@@ -67,10 +69,30 @@ def test_text_is_frozen_shared_and_the_mlp_learns():
     assert not any(k.endswith("table") for k in model.state_dict())  # never saved as a weight
 
 
+@pytest.mark.parametrize("decay", [0.0, 0.5, 1.0])
+def test_similarity_expert_scores_cosine_to_the_recent_items_like_numpy(decay):
+    """sim: score(i) = <sum_s decay^(t-s) unit(text_s) / sum_s decay^(t-s), unit(text_i)> over the real inputs."""
+    rng = np.random.default_rng(1)
+    text = rng.normal(size=(9, 5))
+    text[0] = 0
+    expert = build_expert("sim", TrainConfig(sim_decay=decay), 8, 6, TextTable(torch.tensor(text)))
+    assert not list(expert.parameters())  # nothing to train
+    seqs = [[0, 0, 0, 3, 7, 2], [0, 0, 0, 0, 0, 5], [1, 2, 3, 4, 5, 6]]
+    states = expert.states(torch.tensor(seqs))[:, -1]
+    got = (states @ expert.tower.table().T).numpy()
+    unit = text / np.maximum(np.linalg.norm(text, axis=1, keepdims=True), 1e-12)
+    for row, seq in zip(got, seqs):
+        real = [i for i in seq if i]
+        weights = np.array([decay ** (len(real) - 1 - k) for k in range(len(real))])
+        user = (weights[:, None] * unit[real]).sum(0) / weights.sum()
+        assert np.allclose(row, unit @ user, atol=1e-6)
+    assert np.allclose(got[:, 0], 0)  # the padding item scores nothing
+
+
 def test_gate_weights_sum_to_one_and_follow_the_bucket():
     cfg = TrainConfig(dim=8, dropout=0.0)
     buckets = torch.tensor([0, 1, 1, 2, 3, 3, 3])
-    model = pad_model(("id", "align", "llm"), cfg, 6, torch.randn(7, 4), FrequencyGate(3, 8, buckets, 3))
+    model = pad_model(("id", "align", "llm"), cfg, 6, torch.randn(7, 4), FrequencyGate([8, 8, 8], 8, buckets, 3))
     assert torch.allclose(model.expert_weights(), torch.full((7, 3), 1 / 3))  # a fresh gate fuses equally
     torch.nn.init.normal_(model.fusion.mlp[-1].weight)  # as after training
     w = model.expert_weights()
@@ -85,7 +107,7 @@ def test_gate_weights_sum_to_one_and_follow_the_bucket():
 def test_fused_logits_are_gated_sums_of_expert_logits():
     cfg = TrainConfig(dim=8, dropout=0.0)
     buckets = torch.tensor([0, 1, 1, 2, 2, 3, 3])
-    model = pad_model(("id", "llm"), cfg, 6, torch.randn(7, 4), FrequencyGate(2, 8, buckets, 3)).eval()
+    model = pad_model(("id", "llm"), cfg, 6, torch.randn(7, 4), FrequencyGate([8, 8], 8, buckets, 3)).eval()
     torch.nn.init.normal_(model.fusion.mlp[-1].weight)
     seq = torch.tensor([[0, 0, 1, 2, 3]])
     states = [s[:, -1] for s in model.states(seq)]
@@ -127,6 +149,9 @@ def test_bucket_gate_mixes_expert_scores_like_numpy():
         raw.log_temperature.copy_(gate.log_temperature)
     want_raw = sum(w[buckets.numpy(), e][None, :] * t[e] * scores[e].numpy() for e in range(2))
     assert np.allclose(raw(scores, raw.item_part(None, []), True).detach().numpy(), want_raw, atol=1e-9)
+    raw.spread.copy_(torch.tensor([2.0, 0.5]))  # each expert's logits at unit spread
+    want_unit = sum(w[buckets.numpy(), e][None, :] * t[e] * scores[e].numpy() / [2.0, 0.5][e] for e in range(2))
+    assert np.allclose(raw(scores, raw.item_part(None, []), True).detach().numpy(), want_unit, atol=1e-9)
     # the fold gives the same logits as one matrix product
     reps = [torch.randn(6, 3, dtype=torch.float64) for _ in range(2)]
     states = [torch.randn(2, 3, dtype=torch.float64) for _ in range(2)]
@@ -140,7 +165,7 @@ def test_gate_weights_per_bucket_are_item_means():
     
     cfg = TrainConfig(dim=8, dropout=0.0)
     buckets = torch.tensor([0, 1, 1, 2, 3, 3, 3])
-    model = pad_model(("id", "llm"), cfg, 6, torch.randn(7, 4), FrequencyGate(2, 8, buckets, 4))
+    model = pad_model(("id", "llm"), cfg, 6, torch.randn(7, 4), FrequencyGate([8, 8], 8, buckets, 4))
     torch.nn.init.normal_(model.fusion.mlp[-1].weight)
     w = model.expert_weights().detach().numpy()[1:]
     got = gate_weights(model, "paper", buckets.numpy()[1:], 4)
@@ -150,3 +175,30 @@ def test_gate_weights_per_bucket_are_item_means():
     single = PadModel({"id": build_expert("id", cfg, 6, 5, None)})
     assert gate_weights(single, "bucket", buckets.numpy()[1:], 4) is None
     assert BucketGate(2, buckets, 3).bucket_weights().shape == (4, 2)
+
+
+def test_logit_spreads_are_each_experts_mean_std_over_the_real_items_like_numpy():
+    from padcore.models.pad import logit_spreads
+
+    torch.manual_seed(0)
+    text = torch.randn(9, 4)
+    model = pad_model(("id", "sim"), TrainConfig(dim=8, dropout=0.0), 8, text, BucketGate(2, torch.zeros(9).long(), 0))
+    model.train()
+    inputs = torch.tensor([[0, 1, 2, 3, 4], [0, 0, 0, 5, 6], [7, 8, 1, 2, 3]])
+    got = logit_spreads(model, inputs).numpy()
+    assert model.training  # its mode is left as it was
+    model.eval()
+    want = []
+    for e, expert in enumerate(model.experts.values()):
+        scores = (expert.states(inputs)[:, -1] @ expert.tower.table().T).detach().numpy()[:, 1:]  # real items
+        want.append(np.std(scores, axis=1, ddof=1).mean())
+    assert np.allclose(got, want, rtol=1e-5)
+
+
+def test_a_fusion_saved_before_the_spread_loads_at_unit_spread():
+    gate = BucketGate(2, torch.tensor([0, 1, 1]), 1)
+    old = {k: v for k, v in gate.state_dict().items() if k != "spread"}
+    fresh = BucketGate(2, torch.tensor([0, 1, 1]), 1)
+    fresh.spread.fill_(3.0)
+    fresh.load_state_dict(old)
+    assert torch.equal(fresh.spread, torch.ones(2))

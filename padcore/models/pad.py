@@ -5,9 +5,12 @@
   (trainable) plus an MLP over the frozen text; an item is `id + MLP(text)`;
   L_REC + gamma * MK-MMD^2(MLP(text), id) over the batch's distinct items.
 - finetune ("disentangle"): the ID expert (phase-1 weights), the alignment expert
-  (phase-2 weights) and an LLM expert (text only: MLP + backbone, started from the
-  alignment expert's), fused per candidate item by its frequency bucket
-  (padcore/fusion.py). How the fusion learns is `fusion`:
+  (phase-2 weights), an LLM expert (text only: MLP + backbone, started from the
+  alignment expert's) and — pad's addition, not the paper's — a text-similarity
+  expert (no parameters: an item's text cosine to the user's recent items, the
+  text view that training takes away from the other text experts), fused per
+  candidate item by its frequency bucket (padcore/fusion.py). `experts` picks
+  them (the paper's three: `id,align,llm`). How the fusion learns is `fusion`:
   - `bucket` (default): the experts are kept as trained; per-bucket weights over
     their logits (and a temperature per expert) are fitted with cross-entropy on
     interactions no expert trained on — the validation targets of a random half of
@@ -33,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from padcore.batches import EvalSplit
-from padcore.config import TrainConfig
+from padcore.config import EXPERTS, PAPER_EXPERTS, TrainConfig
 from padcore.experts import PadModel, build_expert
 from padcore.fusion import BucketGate, FrequencyGate
 from padcore.losses import alignment_loss
@@ -93,7 +96,8 @@ def build_triple(ctx: StageContext) -> PadModel:
     if len(experts) == 1:
         return PadModel(experts)
     if cfg.fusion == "paper":
-        return PadModel(experts, FrequencyGate(len(experts), cfg.dim, ctx.buckets, shape.n_buckets))
+        widths = [ctx.text.dim if k == "sim" else cfg.dim for k in experts]
+        return PadModel(experts, FrequencyGate(widths, cfg.dim, ctx.buckets, shape.n_buckets))
     if cfg.fusion == "global":  # every item in one bucket: one weight vector
         return PadModel(experts, BucketGate(len(experts), torch.zeros_like(ctx.buckets), 0))
     return PadModel(experts, BucketGate(len(experts), ctx.buckets, shape.n_buckets, raw=cfg.fusion != "calibrated"))
@@ -109,6 +113,26 @@ def init_triple(model: PadModel, ctx: StageContext) -> None:
         # a text-only expert that already speaks the collaborative space
         copy_weights(model, "experts.llm.tower.", align_weights, "experts.align.tower.text.")
         copy_weights(model, "experts.llm.backbone.", align_weights, "experts.align.backbone.")
+    if isinstance(model.fusion, BucketGate) and model.fusion.raw and ctx.data is not None:
+        # each expert's logits are divided by their spread over the catalogue, so that the equal-weight start
+        # weighs the experts alike whatever their scale (a cosine is ~100x smaller than an ID model's logit)
+        model.fusion.spread.copy_(logit_spreads(model, ctx.data.valid.inputs))
+
+
+SPREAD_USERS = 1024  # validation users whose logits measure each expert's spread
+
+
+def logit_spreads(model: PadModel, inputs: torch.Tensor) -> torch.Tensor:
+    """[n_experts] each expert's logits' standard deviation over the real items, averaged over (the first
+    SPREAD_USERS of) the users of `inputs` [U, L], in evaluation mode."""
+    training = model.training
+    model.eval()
+    with torch.no_grad():
+        tables = [e.tower.table() for e in model.experts.values()]
+        states = model.states_from(inputs[:SPREAD_USERS], tables)
+        spreads = torch.stack([(s[:, -1] @ t[1:].T).float().std(1).mean() for s, t in zip(states, tables)])
+    model.train(training)
+    return spreads.clamp_min(1e-12)
 
 
 class HeldOutObjective(Objective):
@@ -240,8 +264,9 @@ def cross_fit(model: PadModel, ctx: StageContext, work, log) -> FitResult:
     return result
 
 
+# the experts are phase 3's own choice, never inherited from an earlier phase's artifact
 FINETUNE = Stage("finetune", build_triple, needs=("pretrain", "align"), init=init_triple,
-                 defaults={"lr": 1e-3}, train=train_fusion)
+                 defaults={"lr": 1e-3, "experts": EXPERTS}, train=train_fusion)
 
 register(ModelSpec(
     name="pad", title="PAD", summary="pre-train, align (L_REC + MK-MMD), disentangle (three experts, "
@@ -250,5 +275,6 @@ register(ModelSpec(
 
 register(ModelSpec(
     name="smem", title="SMEM", summary="PAD without alignment: shared (ID + text) and modality-specific experts",
-    stages=(PRETRAIN, dataclasses.replace(ALIGN, extra=None), FINETUNE),
+    stages=(PRETRAIN, dataclasses.replace(ALIGN, extra=None),
+            dataclasses.replace(FINETUNE, defaults={**FINETUNE.defaults, "experts": PAPER_EXPERTS})),
 ))
