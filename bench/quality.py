@@ -68,7 +68,8 @@ def run(work: Path, name: str, loss: str, seed: int, options: dict) -> dict[str,
     trained(phase1, lambda out: steps.pretrain(dataset, out, seed=seed, loss=loss, **options))
     trained(phase2, lambda out: steps.align(dataset, text, phase1, out))
     variants = {"bucket": {}, "equal": {"fusion": "equal"}, "sim": {"experts": "sim"},
-                "paper": {"fusion": "paper", "experts": PAPER}, "bucket-three": {"experts": PAPER}}
+                "paper": {"fusion": "paper", "experts": PAPER},
+                "w-o-text-similarity-expert": {"experts": PAPER}}  # shared with bench/reproduce.py's Fig. 5(b)
     for key, opts in variants.items():
         trained(run_dir / f"finetune-{key}", lambda out, o=opts: steps.finetune(dataset, text, phase1, phase2, out, **o))
     ids = {k: base / f"id-seed{seed + k}" for k in EXTRA_SEEDS}
@@ -92,7 +93,7 @@ def run(work: Path, name: str, loss: str, seed: int, options: dict) -> dict[str,
         "text similarity": metrics(run_dir / "finetune-sim"),
         "PAD, fused": metrics(run_dir / "finetune-equal"),
         "PAD, paper recipe": metrics(run_dir / "finetune-paper"),
-        "PAD, paper's three experts": metrics(run_dir / "finetune-bucket-three"),
+        "PAD, paper's three experts": metrics(run_dir / "finetune-w-o-text-similarity-expert"),
         "PAD": metrics(run_dir / "finetune-bucket"),
     }
 

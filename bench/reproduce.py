@@ -43,10 +43,11 @@ PAPER = {"id": (2.6338, 1.2926), "hybrid": (3.1000, 1.5606), "morec": (3.1699, 1
 PAPER_T3 = {"gru4rec": ((1.7248, 0.8227), (2.5484, 1.2307)), "caser": ((0.6526, 0.4136), (1.4063, 0.5507))}
 ALIGN_MODES = ("anchored", "non-anchored", "frozen")
 KERNELS = ("gaussian", "laplacian", "linear", "cosine", "infonce")
-ABLATIONS = {  # Fig. 5(b): label -> phase-3 options
-    "PAD": {}, "w/o ID expert": {"experts": "align,llm"}, "w/o alignment expert": {"experts": "id,llm"},
-    "w/o LLM expert": {"experts": "id,align"}, "ID expert only": {"experts": "id"},
-    "alignment expert only": {"experts": "align"}, "LLM expert only": {"experts": "llm"},
+ABLATIONS = {  # Fig. 5(b): label -> phase-3 options (pad's PAD has a fourth expert, text similarity)
+    "PAD": {}, "w/o ID expert": {"experts": "align,llm,sim"}, "w/o alignment expert": {"experts": "id,llm,sim"},
+    "w/o LLM expert": {"experts": "id,align,sim"}, "w/o text-similarity expert": {"experts": "id,align,llm"},
+    "ID expert only": {"experts": "id"}, "alignment expert only": {"experts": "align"},
+    "LLM expert only": {"experts": "llm"}, "text-similarity expert only": {"experts": "sim"},
     "no gate (one weight vector)": {"fusion": "global"},
 }
 

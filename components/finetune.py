@@ -1,4 +1,4 @@
-"""Component: phase 3, the three experts fused by the frequency-aware gate (`padcore.steps.finetune`)."""
+"""Component: phase 3, PAD's experts fused by the frequency-aware gate (`padcore.steps.finetune`)."""
 
 from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Model, Output
 
@@ -24,7 +24,8 @@ def finetune(
     checkpoint_root: str = "",
     run_id: str = "",
 ) -> None:
-    """Fuse the ID, alignment and LLM experts with the frequency-aware gate; report them against the backbone."""
+    """Fuse the ID, alignment, LLM and text-similarity experts with the frequency-aware gate; report them
+    against the backbone."""
     from components.base import training_options, work_folder
     from components.reports import publish_training
     from padcore.steps import finetune as step

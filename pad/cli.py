@@ -346,10 +346,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser(
         "finetune",
-        help="phase 3: the three experts and their frequency-aware fusion",
-        description="Phase 3 of PAD: ID, alignment and LLM experts fused per item by a frequency-aware gate. "
-        "By default the experts are kept as trained and the gate's per-bucket weights over their calibrated "
-        "scores are fitted on held-out interactions (--fusion; README, 'Phase 3'); text stays frozen.",
+        help="phase 3: the experts and their frequency-aware fusion",
+        description="Phase 3 of PAD: ID, alignment, LLM and text-similarity experts fused per item by a "
+        "frequency-aware gate. By default the experts are kept as trained and the gate's per-bucket weights over "
+        "their logits (each at unit spread) are fitted on held-out interactions (--fusion; README, 'Phase 3'); "
+        "text stays frozen. The paper's PAD: --experts id,align,llm --fusion paper.",
     )
     p.add_argument("--dataset", required=True, help="dataset artifact folder")
     p.add_argument("--text", required=True, help="text artifact folder")
@@ -358,8 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="model artifact folder; rerun with the same --out to resume")
     _add_training_options(p)
     g = p.add_argument_group("experts")
-    g.add_argument("--experts", help="comma list of id,align,llm (default all three)")
-    g.add_argument("--fusion", help="bucket (default): per-bucket weights over calibrated scores, fitted on "
+    g.add_argument("--experts", help="comma list of id,align,llm,sim (default all four; the paper's: id,align,llm)")
+    g.add_argument("--fusion", help="bucket (default): per-bucket weights over the experts' logits, fitted on "
                    "held-out targets | global: one weight vector, so fitted (no gate) | paper: eq. 11's gate "
                    "trained jointly with the experts | equal: the untrained equal-weight average")
     p.set_defaults(func=_finetune)

@@ -122,7 +122,7 @@ def align(dataset: str | Path, text: str | Path, id_model: str | Path, out: str 
 
 def finetune(dataset: str | Path, text: str | Path, id_model: str | Path, align_model: str | Path, out: str | Path,
              **options) -> dict:
-    """PAD phase 3 (`padcore.training.finetune`): -> the three experts' model artifact at `out`. Returns its metrics."""
+    """PAD phase 3 (`padcore.training.finetune`): -> the fused experts' model artifact at `out`. Returns its metrics."""
     from padcore import training
 
     _check_training("pad", "finetune", options)

@@ -46,7 +46,7 @@ def align(dataset: str | Path, text: str | Path, id_model: str | Path, out: str 
 
 def finetune(dataset: str | Path, text: str | Path, id_model: str | Path, align_model: str | Path,
              out: str | Path, **options: Any) -> dict:
-    """PAD phase 3: the ID, alignment and LLM experts and their frequency-aware fusion."""
+    """PAD phase 3: the ID, alignment, LLM and text-similarity experts and their frequency-aware fusion."""
     return train_stage("pad", "finetune", dataset, text, {"pretrain": id_model, "align": align_model}, out,
                        **options)
 

@@ -261,7 +261,8 @@ def chained(tmp_path_factory):
     write_text(root / "text", table, dataset)
     phases.pretrain(root / "dataset", root / "m1", **FAST)
     phases.align(root / "dataset", root / "text", root / "m1", root / "m2")
-    phases.finetune(root / "dataset", root / "text", root / "m1", root / "m2", root / "m3")
+    # a rate that lets 15 epochs of 8 batches move the gate (the default suits thousands of validation users)
+    phases.finetune(root / "dataset", root / "text", root / "m1", root / "m2", root / "m3", fusion_lr=0.05)
     return root
 
 

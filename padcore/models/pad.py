@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from padcore.batches import EvalSplit
-from padcore.config import EXPERTS, PAPER_EXPERTS, TrainConfig
+from padcore.config import PAPER_EXPERTS, TrainConfig
 from padcore.experts import PadModel, build_expert
 from padcore.fusion import BucketGate, FrequencyGate
 from padcore.losses import alignment_loss
@@ -264,12 +264,13 @@ def cross_fit(model: PadModel, ctx: StageContext, work, log) -> FitResult:
     return result
 
 
-# the experts are phase 3's own choice, never inherited from an earlier phase's artifact
-FINETUNE = Stage("finetune", build_triple, needs=("pretrain", "align"), init=init_triple,
-                 defaults={"lr": 1e-3, "experts": EXPERTS}, train=train_fusion)
+# phase 3's own options take their defaults here, never an earlier phase's artifact's values
+PHASE3_OPTIONS = ("experts", "sim_decay", "fusion", "fusion_lr", "fusion_negatives", "llm_init", "llm_train")
+FINETUNE = Stage("finetune", build_triple, needs=("pretrain", "align"), init=init_triple, train=train_fusion,
+                 defaults={"lr": 1e-3, **{k: TrainConfig.__dataclass_fields__[k].default for k in PHASE3_OPTIONS}})
 
 register(ModelSpec(
-    name="pad", title="PAD", summary="pre-train, align (L_REC + MK-MMD), disentangle (three experts, "
+    name="pad", title="PAD", summary="pre-train, align (L_REC + MK-MMD), disentangle (four experts, "
     "frequency-aware fusion)", stages=(PRETRAIN, ALIGN, FINETUNE),
 ))
 
