@@ -16,7 +16,7 @@ held-out halves:
 
 The search is greedy over a coarse grid, a second opinion rather than a bound. It
 reads the runs of bench/quality.py (same --work) and holds every validation score
-of the three experts in memory ([3, users, items] float32: 1.3 GB on Prime
+of the experts in memory ([4, users, items] float32: 1.7 GB on Prime
 Pantry): a diagnostic for catalogues of that size.
 
     PAD_DATA_HOME=../shared/datasets python bench/fusion_search.py [--datasets ...] [--losses bce ce]
@@ -79,11 +79,10 @@ def search(scores, coef, buckets, split, rows, sweeps: int) -> tuple[torch.Tenso
     return coef, best
 
 
-def learned_coefficients(folder: Path, text: np.ndarray) -> torch.Tensor:
-    """[buckets + 1, experts] c[b, e] = weight x temperature of the bucket fusion phase 3 fitted."""
-    fusion = load_model(folder, text).fusion
+def coefficients(fusion) -> torch.Tensor:
+    """[buckets + 1, experts] c[b, e] = what a bucket fusion multiplies expert e's logits by on bucket b."""
     with torch.no_grad():
-        return fusion.bucket_weights() * fusion.log_temperature.exp()
+        return fusion.bucket_weights() * fusion.scales()
 
 
 def compare(work: Path, name: str, loss: str, seed: int, sweeps: int) -> dict[str, float]:
@@ -91,7 +90,7 @@ def compare(work: Path, name: str, loss: str, seed: int, sweeps: int) -> dict[st
     ds = load_dataset(root / "dataset")
     text = load_text(root / "text", ds)
     run = root / loss / f"seed{seed}"
-    model = load_model(run / "finetune-equal", text)  # the three experts and an untrained bucket fusion
+    model = load_model(run / "finetune-equal", text)  # the experts and an untrained bucket fusion
     max_len = json.loads((run / "finetune-equal" / "config.json").read_text())["config"]["max_len"]
     split = split_tensors(ds, max_len).valid
     scores = expert_scores(model, split)
@@ -99,8 +98,8 @@ def compare(work: Path, name: str, loss: str, seed: int, sweeps: int) -> dict[st
     n_buckets = int(buckets.max()) + 1
     users = torch.randperm(len(split.targets), generator=torch.Generator().manual_seed(seed))
     halves = users[: len(users) // 2], users[len(users) // 2 :]
-    equal = torch.ones(n_buckets, scores.shape[0])
-    learned = learned_coefficients(run / "finetune-bucket", text)
+    equal = coefficients(model.fusion) * scores.shape[0]  # equal weights, each expert at unit spread
+    learned = coefficients(load_model(run / "finetune-bucket", text).fusion)
     out = {"equal": [], "learned": [], "searched": [], "searched, in sample": []}
     for fit_rows, held_out in (halves, halves[::-1]):
         coef, in_sample = search(scores, equal, buckets, split, fit_rows, sweeps)
@@ -136,7 +135,7 @@ def main() -> None:
         seeds = ", ".join(map(str, args.seeds))
         write_section(ROOT / "RESULTS.md", "## quality: the fusion searched", (
             "## quality: the fusion searched\n\nValidation nDCG@10 (percent) on held-out halves of the users, "
-            f"mean ± std over seeds {seeds}, of PAD's three experts fused per frequency bucket: at equal weights, "
+            f"mean ± std over seeds {seeds}, of PAD's experts fused per frequency bucket: at equal weights, "
             "as phase 3 fitted them, and as a coordinate search of nDCG@10 itself fitted them on the other half "
             f"(in-sample score beside it). Machine: {machine()}. Command: `PAD_DATA_HOME=../shared/datasets "
             f"python bench/fusion_search.py --work <bench/quality.py's work>`.\n\n{table}\n"))

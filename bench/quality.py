@@ -115,15 +115,16 @@ def table(runs: dict[int, dict[str, dict]]) -> str:
 
 def phase_table(runs: dict[int, dict[str, dict]]) -> str:
     """PAD's phases per seed: epochs (best), seconds per epoch, wall seconds; phase 3's learned weights."""
-    lines = ["| seed | pretrain | align | finetune | total s | fusion weights ID / align / LLM on buckets 1 → last |",
+    lines = ["| seed | pretrain | align | finetune | total s | experts' shares of the fused score, bucket 1 → last |",
              "|---|---|---|---|---|---|"]
     for seed in sorted(runs):
         r = runs[seed]
         phases = [r["SASRec"], r["alignment expert"], r["PAD"]]
         cols = [f"{m['epochs']} ep. (best {m['best_epoch']}), {m['seconds_per_epoch']:.1f} s/ep., "
                 f"{m['wall_seconds']:.0f} s" for m in phases]
-        w = r["PAD"].get("fusion", {}).get("weights", [])[1:]
-        weights = f"{_w(w[0])} → {_w(w[-1])}" if w else "—"
+        fusion = r["PAD"].get("fusion", {})
+        w = fusion.get("weights", [])[1:]
+        weights = f"{' / '.join(fusion['experts'])}: {_w(w[0])} → {_w(w[-1])}" if w else "—"
         lines.append(f"| {seed} | " + " | ".join(cols) + f" | {sum(m['wall_seconds'] for m in phases):.0f} | {weights} |")
     return "\n".join(lines)
 

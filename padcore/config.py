@@ -55,7 +55,7 @@ class TrainConfig:
                          "held-out targets; calibrated = the same over log-probabilities; global = one weight vector "
                          "so fitted (no gate); paper = eq. 11's gate trained jointly with the experts; equal = the "
                          "untrained equal-weight average", choices=FUSIONS)
-    fusion_lr: float = option(0.01, "phase 3: peak rate of a fusion fitted on held-out targets", low=0,
+    fusion_lr: float = option(0.05, "phase 3: peak rate of a fusion fitted on held-out targets", low=0,
                               low_open=True)
     fusion_negatives: int = option(100, "phase 3: a held-out fusion's softmax runs over each target and this many "
                                    "best-scored other items (0 = the whole catalogue)", low=0)

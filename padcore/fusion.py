@@ -68,9 +68,9 @@ class FrequencyGate(nn.Module):
 class BucketGate(nn.Module):
     """Per frequency bucket, softmax weights over the experts, on their logits at a learned temperature each.
 
-    raw (default): score(u, i) = sum_e w_e(b(i)) * t_e * s_e(u, i) / spread_e, where spread_e (a buffer set
-    before training, 1 until then) is the expert's logits' standard deviation over the catalogue, so that
-    experts of any scale start alike and a weight is a share of unit-spread scores;
+    raw (default): score(u, i) = sum_e w_e(b(i)) * t_e * s_e(u, i). Phase 3 starts each t_e at 1 / spread_e,
+    spread_e (a buffer) being the expert's logits' standard deviation over the catalogue, so that experts of
+    any scale start alike, and an expert's share of an item's score is w_e t_e spread_e, normalised;
     calibrated (raw=False): sum_e w_e(b(i)) * (t_e s_e(u, i) - logsumexp_j t_e s_e(u, j)), j over every
     real item — each expert's log-probability of item i, so a weight picks an expert without rescaling
     its confidence. Starts as the equal-weight average at temperature 1.
@@ -91,7 +91,7 @@ class BucketGate(nn.Module):
 
     def scales(self) -> torch.Tensor:
         """[n_experts] what each expert's logits are multiplied by (before its bucket weight)."""
-        return self.log_temperature.exp() / self.spread if self.raw else self.log_temperature.exp()
+        return self.log_temperature.exp()
 
     def bucket_weights(self) -> torch.Tensor:
         """[n_buckets + 1, n_experts]: row b = the experts' softmax weights on items of bucket b."""
@@ -113,9 +113,9 @@ class BucketGate(nn.Module):
         return folded(reps, w * self.scales()) if self.raw else None
 
     def item_weights(self, w: torch.Tensor, n: int) -> torch.Tensor:
-        """Each expert's share of an item's fused score: its weight times its temperature, normalised
-        (raw: a share of the experts' unit-spread scores)."""
-        scaled = w * self.log_temperature.exp()
+        """Each expert's share of an item's fused score: its weight times its temperature times its logits'
+        spread, normalised."""
+        scaled = w * self.log_temperature.exp() * self.spread
         return scaled / scaled.sum(-1, keepdim=True)
 
 

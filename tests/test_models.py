@@ -149,9 +149,11 @@ def test_bucket_gate_mixes_expert_scores_like_numpy():
         raw.log_temperature.copy_(gate.log_temperature)
     want_raw = sum(w[buckets.numpy(), e][None, :] * t[e] * scores[e].numpy() for e in range(2))
     assert np.allclose(raw(scores, raw.item_part(None, []), True).detach().numpy(), want_raw, atol=1e-9)
-    raw.spread.copy_(torch.tensor([2.0, 0.5]))  # each expert's logits at unit spread
-    want_unit = sum(w[buckets.numpy(), e][None, :] * t[e] * scores[e].numpy() / [2.0, 0.5][e] for e in range(2))
-    assert np.allclose(raw(scores, raw.item_part(None, []), True).detach().numpy(), want_unit, atol=1e-9)
+    raw.spread.copy_(torch.tensor([2.0, 0.5]))  # the experts' spreads: they weigh the shares, not the scores
+    assert np.allclose(raw(scores, raw.item_part(None, []), True).detach().numpy(), want_raw, atol=1e-9)
+    shares = w[buckets.numpy()] * t * [2.0, 0.5]
+    assert np.allclose(raw.item_weights(raw.item_part(None, []), 6).detach().numpy(),
+                       shares / shares.sum(1, keepdims=True), atol=1e-9)
     # the fold gives the same logits as one matrix product
     reps = [torch.randn(6, 3, dtype=torch.float64) for _ in range(2)]
     states = [torch.randn(2, 3, dtype=torch.float64) for _ in range(2)]
