@@ -106,7 +106,8 @@ def test_embed_shards_and_merge(chain):
 def test_training_outputs_match_the_model_metrics(chain, phase):
     out = chain[phase]
     saved = json.loads((Path(out["model"].path) / "metrics.json").read_text())
-    assert saved["config"]["dim"] == 16 and saved["epochs"] <= 2
+    folds = 2 if phase == "finetune" else 1  # phase 3 fits its fusion twice (cross-fitting), epochs each
+    assert saved["config"]["dim"] == 16 and saved["epochs"] <= 2 * folds
     logged = out["metrics"].metadata
     assert logged["hr@10"] == round(saved["test"]["hr@10"], 4) and logged["ndcg@10"] == round(saved["test"]["ndcg@10"], 4)
     for group in GROUPS:
