@@ -18,6 +18,9 @@ and evaluated with the same code:
 - PAD, paper recipe: the paper's three experts, phase 3 as the paper trains it
   (eq. 11's gate trained jointly with the experts on the training targets);
 - PAD, paper's three experts: pad's phase 3 without the text-similarity expert;
+- SASRec + text similarity: pad's phase 3 over the ID and text-similarity experts
+  only — what PAD's alignment and LLM experts add beyond an ID model and text
+  similarity, fused the same way;
 - PAD: phase 3 as pad trains it (four experts; the fusion fitted on held-out
   interactions, each target against its 100 best-scored rivals).
 
@@ -43,13 +46,14 @@ from padcore.config import PAPER_EXPERTS
 from padcore.dataset import load_dataset
 
 ROWS = ("SASRec", "SASRec x3", "alignment expert", "2 SASRecs + alignment expert", "text similarity", "PAD, fused",
-        "PAD, paper recipe", "PAD, paper's three experts", "PAD")
+        "PAD, paper recipe", "PAD, paper's three experts", "SASRec + text similarity", "PAD")
 ROW_NOTE = ("SASRec x3 = the equal-weight logit average of the ID models of seeds s, s+3, s+6; 2 SASRecs + "
             "alignment expert = PAD's ID expert, the seed s+3 ID model and PAD's alignment expert at equal weights; "
             "text similarity = PAD's text-similarity expert alone (no training); PAD, fused = PAD's four experts at "
             "equal weights, each at unit logit spread (phase 3's starting point); PAD, paper recipe = the paper's "
             "three experts, phase 3 as the paper trains it (`fusion=paper experts=id,align,llm`); PAD, paper's "
-            "three experts = pad's phase 3 without the text-similarity expert (`experts=id,align,llm`); PAD = phase "
+            "three experts = pad's phase 3 without the text-similarity expert (`experts=id,align,llm`); SASRec + text "
+            "similarity = pad's phase 3 over the ID and text-similarity experts only (`experts=id,sim`); PAD = phase "
             "3 as pad trains it (four experts, `fusion=bucket`, each held-out target against its 100 best-scored "
             "rivals).")
 PAPER = ",".join(PAPER_EXPERTS)
@@ -69,7 +73,8 @@ def run(work: Path, name: str, loss: str, seed: int, options: dict) -> dict[str,
     trained(phase2, lambda out: steps.align(dataset, text, phase1, out))
     variants = {"bucket": {}, "equal": {"fusion": "equal"}, "sim": {"experts": "sim"},
                 "paper": {"fusion": "paper", "experts": PAPER},
-                "w-o-text-similarity-expert": {"experts": PAPER}}  # shared with bench/reproduce.py's Fig. 5(b)
+                "w-o-text-similarity-expert": {"experts": PAPER},  # shared with bench/reproduce.py's Fig. 5(b)
+                "id-sim": {"experts": "id,sim"}}
     for key, opts in variants.items():
         trained(run_dir / f"finetune-{key}", lambda out, o=opts: steps.finetune(dataset, text, phase1, phase2, out, **o))
     ids = {k: base / f"id-seed{seed + k}" for k in EXTRA_SEEDS}
@@ -94,6 +99,7 @@ def run(work: Path, name: str, loss: str, seed: int, options: dict) -> dict[str,
         "PAD, fused": metrics(run_dir / "finetune-equal"),
         "PAD, paper recipe": metrics(run_dir / "finetune-paper"),
         "PAD, paper's three experts": metrics(run_dir / "finetune-w-o-text-similarity-expert"),
+        "SASRec + text similarity": metrics(run_dir / "finetune-id-sim"),
         "PAD": metrics(run_dir / "finetune-bucket"),
     }
 
@@ -140,7 +146,8 @@ def pooled_std(a: list[float], b: list[float]) -> float:
 def targets(results: dict[tuple[str, str], dict[int, dict]]) -> str:
     """The issue's targets, measured."""
     lines = ["| dataset, loss | PAD vs PAD, fused: HR / nDCG gap (2 × pooled std) | PAD / SASRec x3: HR (cold) | "
-             "PAD vs 2 SASRecs + align: HR gap (2 × pooled std) | phase-3 best epochs |", "|---|---|---|---|---|"]
+             "PAD vs 2 SASRecs + align: HR gap (2 × pooled std) | PAD vs SASRec + text similarity: HR / nDCG gap "
+             "(2 × pooled std) | phase-3 best epochs (both folds) |", "|---|---|---|---|---|---|"]
     for (name, loss), runs in results.items():
         seeds = sorted(runs)
         v = {row: {k: [cells(runs[s][row])[k] for s in seeds] for k in ("hr@10", "ndcg@10", "cold hr@10")}
@@ -151,8 +158,11 @@ def targets(results: dict[tuple[str, str], dict[int, dict]]) -> str:
                 f"({np.mean(v['PAD']['cold hr@10']) / np.mean(v['SASRec x3']['cold hr@10']):.2f})"
         control = v["2 SASRecs + alignment expert"]["hr@10"]
         gap = f"{np.mean(v['PAD']['hr@10']) - np.mean(control):+.2f} ({2 * pooled_std(v['PAD']['hr@10'], control):.2f})"
-        best = ", ".join(str(runs[s]["PAD"]["best_epoch"]) for s in seeds)
-        lines.append(f"| {TITLES[name]}, {loss.upper()} | {' / '.join(gaps)} | {ratio} | {gap} | {best} |")
+        sim = [f"{np.mean(v['PAD'][k]) - np.mean(v['SASRec + text similarity'][k]):+.2f} "
+               f"({2 * pooled_std(v['PAD'][k], v['SASRec + text similarity'][k]):.2f})" for k in ("hr@10", "ndcg@10")]
+        best = ", ".join("/".join(map(str, runs[s]["PAD"].get("fusion", {}).get("best_epochs", []))) for s in seeds)
+        lines.append(f"| {TITLES[name]}, {loss.upper()} | {' / '.join(gaps)} | {ratio} | {gap} | {' / '.join(sim)} "
+                     f"| {best} |")
     return "\n".join(lines)
 
 
@@ -176,8 +186,7 @@ def main() -> None:
     for (name, loss), runs in results.items():
         parts += [f"### {TITLES[name]}, {loss.upper()}", "", table(runs), "", "PAD's phases:", "", phase_table(runs), ""]
     parts += ["### Targets", "", "Gaps are PAD minus the control, mean over the seeds, with twice the pooled seed "
-              "standard deviation in brackets; phase-3 best epochs are per seed (the smaller of the two "
-              "cross-fitting folds).", "", targets(results), ""]
+              "standard deviation in brackets; phase-3 best epochs are per seed, each cross-fitting fold's.", "", targets(results), ""]
     text = "\n".join(parts)
     print(text)
     if not args.no_write:

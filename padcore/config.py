@@ -48,7 +48,8 @@ class TrainConfig:
                             low=2)
     infonce_temperature: float = option(0.1, "temperature of the InfoNCE alignment loss", low=0, low_open=True)
     text_hidden: int = option(256, "hidden width of the text-reduction MLP", low=1)
-    experts: tuple[str, ...] = option(EXPERTS, "phase-3 experts; drop any for the ablation", choices=EXPERTS)
+    experts: tuple[str, ...] = option(EXPERTS, "phase-3 experts: id, align, llm (the paper's three) and sim "
+                                      "(text similarity, pad's); drop any for the ablation", choices=EXPERTS)
     sim_decay: float = option(0.5, "text-similarity expert: weight of an item `a` steps before the latest is "
                               "sim_decay^a (0 = the latest item alone, 1 = all alike)", low=0, high=1)
     fusion: str = option("bucket", "phase 3: bucket = per-bucket weights over the experts' logits, fitted on "
