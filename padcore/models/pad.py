@@ -125,6 +125,7 @@ def init_triple(model: PadModel, ctx: StageContext) -> None:
 
 
 SPREAD_USERS = 1024  # validation users whose logits measure each expert's spread
+SPREAD_CHUNK = 128  # of them at a time (users x items scores per expert)
 
 
 def logit_spreads(model: PadModel, inputs: torch.Tensor) -> torch.Tensor:
@@ -134,10 +135,13 @@ def logit_spreads(model: PadModel, inputs: torch.Tensor) -> torch.Tensor:
     model.eval()
     with torch.no_grad():
         tables = [e.tower.table() for e in model.experts.values()]
-        states = model.states_from(inputs[:SPREAD_USERS], tables)
-        spreads = torch.stack([(s[:, -1] @ t[1:].T).float().std(1).mean() for s, t in zip(states, tables)])
+        per_user: list[list[torch.Tensor]] = [[] for _ in tables]  # per expert: each user's std of its logits
+        for chunk in inputs[:SPREAD_USERS].split(SPREAD_CHUNK):
+            states = model.states_from(chunk.to(tables[0].device), tables)
+            for stds, s, t in zip(per_user, states, tables):
+                stds.append((s[:, -1] @ t[1:].T).float().std(1))
     model.train(training)
-    return spreads.clamp_min(1e-12)
+    return torch.stack([torch.cat(stds).mean() for stds in per_user]).clamp_min(1e-12)
 
 
 class HeldOutObjective(Objective):
