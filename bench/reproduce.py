@@ -1,8 +1,9 @@
 """The paper's comparisons, reproduced with pad on two Amazon datasets -> bench/REPRODUCTION.md.
 
-- Table 2: SASRec, Hybrid, MoRec, CTRL, MAKE, DisCo, SMEM, LLM-ESR and PAD, with the
-  paper's BCE loss and full-softmax CE; PAD's * = paired t-test over the seeds
-  against the best baseline, p < 0.05 (as the paper marks it).
+- Table 2: SASRec, Hybrid, MoRec, CTRL, MAKE, DisCo, SMEM, LLM-ESR, text similarity
+  (PAD's similarity expert alone, untrained) and PAD, with the paper's BCE loss and
+  full-softmax CE; PAD's * = paired t-test over the seeds against the best other
+  text model, p < 0.05 (as the paper marks it).
 - Table 3: GRU4Rec and Caser (and SASRec) with and without PAD (BCE).
 - Fig. 3: how well each model's ID and text tables separate the item pairs nearest
   and farthest in the phase-1 ID space, on cold and warm target items.
@@ -36,7 +37,7 @@ from padcore.registry import MODELS
 
 BASELINES = ("hybrid", "morec", "ctrl", "make", "disco", "smem", "llmesr")
 TITLE = {"id": "SASRec", "hybrid": "Hybrid", "morec": "MoRec", "ctrl": "CTRL", "make": "MAKE", "disco": "DisCo",
-         "smem": "SMEM", "llmesr": "LLM-ESR", "pad": "PAD"}
+         "smem": "SMEM", "llmesr": "LLM-ESR", "sim": "text similarity (no training)", "pad": "PAD"}
 # the paper's Table 2 and 3 on Prime Pantry (HR@10, nDCG@10), BCE
 PAPER = {"id": (2.6338, 1.2926), "hybrid": (3.1000, 1.5606), "morec": (3.1699, 1.6013), "ctrl": (2.8048, 1.3700),
          "make": (3.3408, 1.6379), "disco": (2.8358, 1.3451), "smem": (3.4341, 1.7440), "pad": (3.8303, 1.9104)}
@@ -91,6 +92,8 @@ class Runs:
             return self.pretrain(loss, seed)
         if name == "pad":
             return self.pad(loss, seed)
+        if name == "sim":  # shared with bench/quality.py's "text similarity" row
+            return self.pad(loss, seed, label="sim", experts="sim")
         out = self.folder(loss, seed, name)
         starts_from_ids = "pretrain" in (s.name for s in MODELS[name].stages)
         reuse = {"pretrain": self.pretrain(loss, seed)} if starts_from_ids else {}
@@ -123,7 +126,7 @@ def wall(folder: Path) -> float:
 
 
 def significance(ours: list[float], best: list[float]) -> str:
-    """'*' when ours beats the best baseline by a paired t-test over the seeds, p < 0.05."""
+    """'*' when ours beats the best other model by a paired t-test over the seeds, p < 0.05."""
     if len(ours) < 2 or np.allclose(ours, best):
         return ""
     t, p = stats.ttest_rel(ours, best)
@@ -131,7 +134,8 @@ def significance(ours: list[float], best: list[float]) -> str:
 
 
 def table2(runs: dict[str, Runs], seeds: list[int], losses: list[str], baselines: list[str]) -> str:
-    models = ("id", *baselines, "pad")
+    rivals = (*baselines, "sim")  # PAD's text-similarity expert alone: the simplest text model
+    models = ("id", *rivals, "pad")
     parts = []
     for loss in losses:
         head = "| model | " + " | ".join(f"{TITLES[n]} HR@10 | {TITLES[n]} nDCG@10" for n in runs) + \
@@ -146,7 +150,7 @@ def table2(runs: dict[str, Runs], seeds: list[int], losses: list[str], baselines
                     ours = [c[k] for c in vals[(m, n)]]
                     cell = mean_std(ours)
                     if m == "pad":
-                        best = max(baselines, key=lambda b: np.mean([c[k] for c in vals[(b, n)]]))
+                        best = max(rivals, key=lambda b: np.mean([c[k] for c in vals[(b, n)]]))
                         cell += significance(ours, [c[k] for c in vals[(best, n)]])
                     rank = sorted(models, key=lambda x: -np.mean([c[k] for c in vals[(x, n)]]))
                     row.append(f"**{cell}**" if rank[0] == m else f"<u>{cell}</u>" if rank[1] == m else cell)
