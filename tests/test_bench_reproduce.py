@@ -31,3 +31,21 @@ def test_every_gap_of_a_partial_run_is_named(reproduce):
                     "Table 2's LLM-ESR", "seeds 1, 2"]
     # Table 2's own gaps are not named when Table 2 is not run
     assert "Table 2 with CE" not in reproduce.missing(args(only=["fig4"], losses=["bce"]))
+
+
+def test_wall_time_counts_every_earlier_stage_once(reproduce, tmp_path):
+    """PAD's phase 3 is built on phases 1 and 2, and phase 2 on phase 1: phase 1 is counted once."""
+    import json
+
+    def stage(name, seconds, parents=()):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "metrics.json").write_text(json.dumps({"wall_seconds": seconds, "history": []}))
+        (folder / "meta.json").write_text(json.dumps({"parents": {p: f"../{p}" for p in parents}}))
+        return folder
+
+    stage("pretrain", 100.0)
+    stage("align", 20.0, ["pretrain"])
+    finetune = stage("finetune", 3.0, ["pretrain", "align"])
+    assert reproduce.wall(finetune) == 123.0
+    assert reproduce.wall(finetune, chain=False) == 3.0
