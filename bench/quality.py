@@ -56,7 +56,6 @@ ROW_NOTE = ("SASRec x3 = the equal-weight logit average of the ID models of seed
             "similarity = pad's phase 3 over the ID and text-similarity experts only (`experts=id,sim`); PAD = phase "
             "3 as pad trains it (four experts, `fusion=bucket`, each held-out target against its 100 best-scored "
             "rivals).")
-PAPER = ",".join(PAPER_EXPERTS)
 EXTRA_SEEDS = (3, 6)  # the other ID models of seed s's controls are seeds s+3 and s+6
 
 
@@ -72,8 +71,8 @@ def run(work: Path, name: str, loss: str, seed: int, options: dict) -> dict[str,
     trained(phase1, lambda out: steps.pretrain(dataset, out, seed=seed, loss=loss, **options))
     trained(phase2, lambda out: steps.align(dataset, text, phase1, out))
     variants = {"bucket": {}, "equal": {"fusion": "equal"}, "sim": {"experts": "sim"},
-                "paper": {"fusion": "paper", "experts": PAPER},
-                "w-o-text-similarity-expert": {"experts": PAPER},  # shared with bench/reproduce.py's Fig. 5(b)
+                "paper": {"fusion": "paper", "experts": PAPER_EXPERTS},
+                "w-o-text-similarity-expert": {"experts": PAPER_EXPERTS},  # shared with bench/reproduce.py's Fig. 5(b)
                 "id-sim": {"experts": "id,sim"}}
     for key, opts in variants.items():
         trained(run_dir / f"finetune-{key}", lambda out, o=opts: steps.finetune(dataset, text, phase1, phase2, out, **o))
