@@ -56,8 +56,8 @@ class TrainConfig:
                          "held-out targets; calibrated = the same over log-probabilities; global = one weight vector "
                          "so fitted (no gate); paper = eq. 11's gate trained jointly with the experts; equal = the "
                          "untrained equal-weight average", choices=FUSIONS)
-    fusion_lr: float = option(0.05, "phase 3: peak rate of a fusion fitted on held-out targets", low=0,
-                              low_open=True)
+    fusion_lr: float = option(0.0, "phase 3: peak rate of a fusion fitted on held-out targets; 0 = by the loss: "
+                              "0.01 for ce, 0.05 otherwise (each chosen on validation, bench/RESULTS.md)", low=0)
     fusion_negatives: int = option(100, "phase 3: a held-out fusion's softmax runs over each target and this many "
                                    "best-scored other items (0 = the whole catalogue)", low=0)
     llm_init: str = option("align", "phase-3 LLM expert starts from the alignment expert's text MLP and backbone, "
@@ -75,6 +75,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_options(self, "training")
+        if not self.fusion_lr:  # full-softmax experts are sharper: a slower fusion keeps a trained epoch
+            self.fusion_lr = 0.01 if self.loss == "ce" else 0.05
         if self.dim % self.heads:
             raise PadError(f"training option 'dim' ({self.dim}) must be a multiple of 'heads' ({self.heads})")
 

@@ -50,3 +50,18 @@ def test_good_values_are_coerced_to_the_field_type():
     assert (cfg.lr, type(cfg.lr)) == (1.0, float)
     assert cfg.experts == ("id", "llm")
     assert TrainConfig.from_options(cfg.to_dict()) == cfg  # a saved config.json rebuilds the same config
+
+
+@pytest.mark.parametrize("loss, rate", [("bce", 0.05), ("sampled", 0.05), ("ce", 0.01)])
+def test_the_fusion_rate_follows_the_loss_unless_set(loss, rate):
+    """`fusion_lr=0` (the default) is resolved by the loss, in phase 3 from the loss its parents trained with."""
+    from padcore.models.pad import FINETUNE
+    from padcore.registry import MODELS
+    from padcore.training import stage_config
+
+    assert TrainConfig.from_options(loss=loss).fusion_lr == rate
+    assert TrainConfig.from_options(loss=loss, fusion_lr=0.02).fusion_lr == 0.02
+    other = TrainConfig.from_options(loss="bce" if loss == "ce" else "ce").to_dict()  # a parent with the other rate
+    parent = {"config": dict(other, loss=loss)}
+    cfg, _ = stage_config(MODELS["pad"], FINETUNE, {"pretrain": parent, "align": parent}, {})
+    assert cfg.fusion_lr == rate
