@@ -16,7 +16,7 @@ def reproduce():
 def args(**kw) -> argparse.Namespace:
     full = dict(datasets=["prime_pantry", "amazon_scientific"], losses=["bce", "ce"], seeds=[0, 1, 2],
                 baselines=["hybrid", "morec", "ctrl", "make", "disco", "smem", "llmesr"],
-                only=["table2", "table3", "fig3", "fig4", "fig5a", "fig5b"])
+                only=["table2", "table3", "fig3", "fig4", "fig5a", "fig5b"], figure_seeds=None)
     return argparse.Namespace(**{**full, **kw})
 
 
@@ -31,6 +31,12 @@ def test_every_gap_of_a_partial_run_is_named(reproduce):
                     "Table 2's LLM-ESR", "seeds 1, 2"]
     # Table 2's own gaps are not named when Table 2 is not run
     assert "Table 2 with CE" not in reproduce.missing(args(only=["fig4"], losses=["bce"]))
+
+
+def test_fewer_seeds_for_the_figures_are_named(reproduce):
+    assert reproduce.missing(args(figure_seeds=[0])) == ["Table 3 and the figures for seeds 1, 2"]
+    assert reproduce.missing(args(figure_seeds=[2, 1, 0])) == []
+    assert reproduce.missing(args(seeds=[0], figure_seeds=[0])) == ["seeds 1, 2"]  # said once
 
 
 def test_wall_time_counts_every_earlier_stage_once(reproduce, tmp_path):
