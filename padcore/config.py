@@ -11,8 +11,9 @@ from padcore.registry import ALIGN_LOSSES, BACKBONES, REC_LOSSES
 
 ALIGN_MODES = ("anchored", "non-anchored", "frozen")
 SCHEDULES = ("constant", "cosine")
-EXPERTS = ("id", "align", "llm", "sim")
-PAPER_EXPERTS = ("id", "align", "llm")  # the paper's three; `sim` is pad's own (README, "how pad differs")
+EXPERTS = ("id", "align", "llm", "sim", "tuned")
+DEFAULT_EXPERTS = ("id", "align", "llm", "sim")
+PAPER_EXPERTS = ("id", "align", "llm")  # the paper's three; `sim` and `tuned` are pad's own (README, "how pad differs")
 FUSIONS = ("bucket", "calibrated", "global", "paper", "equal")
 
 
@@ -48,10 +49,12 @@ class TrainConfig:
                             low=2)
     infonce_temperature: float = option(0.1, "temperature of the InfoNCE alignment loss", low=0, low_open=True)
     text_hidden: int = option(256, "hidden width of the text-reduction MLP", low=1)
-    experts: tuple[str, ...] = option(EXPERTS, "phase-3 experts: id, align, llm (the paper's three) and sim "
-                                      "(text similarity, pad's); drop any for the ablation", choices=EXPERTS)
-    sim_decay: float = option(0.5, "text-similarity expert: weight of an item `a` steps before the latest is "
+    experts: tuple[str, ...] = option(DEFAULT_EXPERTS, "phase-3 experts: id, align, llm (the paper's three), sim "
+                                      "(text similarity, pad's) and tuned (text similarity under a metric phase 3 "
+                                      "learns, pad's; not a default yet); drop any for the ablation", choices=EXPERTS)
+    sim_decay: float = option(0.5, "text-similarity experts: weight of an item `a` steps before the latest is "
                               "sim_decay^a (0 = the latest item alone, 1 = all alike)", low=0, high=1)
+    tuned_rank: int = option(64, "tuned-similarity expert: rank of its learned metric I + U V^T", low=1)
     fusion: str = option("bucket", "phase 3: bucket = per-bucket weights over the experts' logits, fitted on "
                          "held-out targets; calibrated = the same over log-probabilities; global = one weight vector "
                          "so fitted (no gate); paper = eq. 11's gate trained jointly with the experts; equal = the "

@@ -10,6 +10,8 @@ product of a backbone state with a candidate's representation.
 - `SimilarityTower`: the frozen text itself, unit-normalised (the text-similarity expert:
   no parameters; with `RecencyPool` an item scores its text's cosine similarity to the
   user's recent items).
+- `MetricTower`: the same under a learned low-rank metric, text (I + U V^T), unit-normalised
+  and scaled (the tuned-similarity expert: it starts as the similarity expert, V = 0).
 
 `PadModel` holds one expert, or several whose logits a fusion combines per
 candidate item (padcore/fusion.py).
@@ -125,6 +127,28 @@ class SimilarityTower(ItemTower):
         return v / v.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
+class MetricTower(SimilarityTower):
+    """An item is sqrt(scale) * unit(t + (t U) V^T), t its frozen text: with `RecencyPool` a logit is
+    scale x the cosine of the item to the user's recent items under the learned metric (I + U V^T).
+
+    V starts at 0, so the untrained expert ranks exactly as the similarity expert does; the scale
+    (a logit needs a range a cosine lacks) starts at `START_SCALE`.
+    """
+
+    START_SCALE = 20.0
+
+    def __init__(self, text: TextTable, rank: int):
+        super().__init__(text)
+        self.u = nn.Parameter(torch.randn(text.dim, rank) * text.dim**-0.5)
+        self.v = nn.Parameter(torch.zeros(text.dim, rank))
+        self.log_scale = nn.Parameter(torch.tensor(self.START_SCALE).log())
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        t = self.text(idx)
+        x = t + (t @ self.u) @ self.v.T
+        return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12) * (self.log_scale / 2).exp()
+
+
 class Expert(nn.Module):
     def __init__(self, tower: nn.Module, backbone: nn.Module):
         super().__init__()
@@ -230,10 +254,13 @@ class PadModel(nn.Module):
 
 
 def build_expert(kind: str, cfg: TrainConfig, n_items: int, max_len: int, text: TextTable | None) -> Expert:
-    """A fresh PAD expert of `kind`: id (ID table), align (ID table + reduced text), llm (reduced text)
-    or sim (the text's cosine similarity to the recent items; nothing to train)."""
+    """A fresh PAD expert of `kind`: id (ID table), align (ID table + reduced text), llm (reduced text),
+    sim (the text's cosine similarity to the recent items; nothing to train) or tuned (the same under a
+    learned metric)."""
     if kind == "sim":
         return Expert(SimilarityTower(text), RecencyPool(cfg.sim_decay))
+    if kind == "tuned":
+        return Expert(MetricTower(text, cfg.tuned_rank), RecencyPool(cfg.sim_decay))
     if kind == "id":
         tower: nn.Module = IdTower(n_items, cfg.dim)
     elif kind == "llm":
@@ -241,5 +268,5 @@ def build_expert(kind: str, cfg: TrainConfig, n_items: int, max_len: int, text: 
     elif kind == "align":
         tower = FusedTower(IdTower(n_items, cfg.dim), TextTower(text, cfg.dim, cfg.text_hidden, cfg.dropout))
     else:
-        raise ValueError(f"unknown expert kind {kind!r}; known: id, align, llm, sim")
+        raise ValueError(f"unknown expert kind {kind!r}; known: id, align, llm, sim, tuned")
     return Expert(tower, make_backbone(cfg, max_len))

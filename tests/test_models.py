@@ -89,6 +89,36 @@ def test_similarity_expert_scores_cosine_to_the_recent_items_like_numpy(decay):
     assert np.allclose(got[:, 0], 0)  # the padding item scores nothing
 
 
+def test_tuned_expert_starts_as_the_similarity_expert_and_scores_its_metric_like_numpy():
+    """tuned: item = sqrt(scale) unit(t + t U V^T); score = <recency-weighted mean of the inputs, item>."""
+    rng = np.random.default_rng(2)
+    text = rng.normal(size=(9, 5))
+    text[0] = 0
+    table = TextTable(torch.tensor(text, dtype=torch.float32))
+    cfg = TrainConfig(sim_decay=0.5, tuned_rank=3)
+    tuned, sim = build_expert("tuned", cfg, 8, 6, table), build_expert("sim", cfg, 8, 6, table)
+    seqs = torch.tensor([[0, 0, 0, 3, 7, 2], [0, 0, 0, 0, 0, 5], [1, 2, 3, 4, 5, 6]])
+
+    def scores(expert):
+        return (expert.states(seqs)[:, -1] @ expert.tower.table().T).detach().numpy()
+
+    # untrained (V = 0): the similarity expert's scores times the start scale
+    assert np.allclose(scores(tuned), tuned.tower.START_SCALE * scores(sim), atol=1e-5)
+    with torch.no_grad():
+        tuned.tower.v.normal_()
+        tuned.tower.log_scale.fill_(np.log(3.0))
+    u, v = tuned.tower.u.detach().numpy(), tuned.tower.v.detach().numpy()
+    x = text + text @ u @ v.T
+    items = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    got = scores(tuned)
+    for row, seq in zip(got, seqs.tolist()):
+        real = [i for i in seq if i]
+        weights = 0.5 ** np.arange(len(real))[::-1]
+        user = (weights[:, None] * items[real]).sum(0) / weights.sum()
+        assert np.allclose(row, 3.0 * items @ user, atol=1e-5)
+    assert {n for n, _ in tuned.named_parameters()} == {"tower.u", "tower.v", "tower.log_scale"}  # the text stays out
+
+
 def test_gate_weights_sum_to_one_and_follow_the_bucket():
     cfg = TrainConfig(dim=8, dropout=0.0)
     buckets = torch.tensor([0, 1, 1, 2, 3, 3, 3])

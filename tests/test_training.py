@@ -353,3 +353,24 @@ def test_rival_softmax_is_the_cross_entropy_against_the_best_scored_other_items(
     full = torch.nn.functional.cross_entropy(torch.tensor(scores), torch.tensor(targets))
     assert float(rival_softmax(torch.tensor(scores), torch.tensor(targets), 0)) == float(full)
     assert float(rival_softmax(torch.tensor(scores), torch.tensor(targets), 29)) == float(full)
+
+
+def test_the_tuned_expert_learns_its_metric_from_the_similarity_experts_ranking(trained, world, tmp_path):
+    """experts=...,tuned: phase 3 trains the tuned-similarity expert alone first (epoch 0 = the similarity
+    expert's ranking, so validation never ends below it), measures its spread as trained, then fits the fusion;
+    the artifact reloads and scores as it was evaluated."""
+    from padcore.checkpoint import load_model
+    from padcore.ensemble import evaluate
+
+    phases.finetune(world / "dataset", world / "text", trained / "m1", trained / "m2", tmp_path / "sim",
+                    experts="sim")
+    out = tmp_path / "tuned"
+    phases.finetune(world / "dataset", world / "text", trained / "m1", trained / "m2", out, experts="id,sim,tuned",
+                    tuned_rank=4)
+    fit = metrics(out)["tuned_expert"]
+    assert fit["epochs"] >= 1 and fit["best_epoch"] >= 1  # it learned something validation kept
+    assert fit["valid_ndcg@10"] >= metrics(tmp_path / "sim")["valid"]["ndcg@10"]
+    ds = load_dataset(world / "dataset")
+    model = load_model(out, np.load(world / "text" / EMBEDDINGS))
+    assert model.experts["tuned"].tower.v.abs().sum() > 0  # the learned metric was saved
+    assert evaluate(model, ds)["ndcg@10"] == pytest.approx(metrics(out)["test"]["ndcg@10"])

@@ -8,7 +8,9 @@
   (phase-2 weights), an LLM expert (text only: MLP + backbone, started from the
   alignment expert's) and — pad's addition, not the paper's — a text-similarity
   expert (no parameters: an item's text cosine to the user's recent items, the
-  text view that training takes away from the other text experts), fused per
+  text view that training takes away from the other text experts) and, on
+  request, a tuned-similarity expert (the same under a low-rank metric phase 3
+  learns with L_REC, starting from the similarity expert's ranking), fused per
   candidate item by its frequency bucket (padcore/fusion.py). `experts` picks
   them (the paper's three: `id,align,llm`). How the fusion learns is `fusion`:
   - `bucket` (default): the experts are kept as trained; per-bucket weights over
@@ -96,7 +98,7 @@ def build_triple(ctx: StageContext) -> PadModel:
     if len(experts) == 1:
         return PadModel(experts)
     if cfg.fusion == "paper":
-        widths = [ctx.text.dim if k == "sim" else cfg.dim for k in experts]
+        widths = [ctx.text.dim if k in ("sim", "tuned") else cfg.dim for k in experts]
         return PadModel(experts, FrequencyGate(widths, cfg.dim, ctx.buckets, shape.n_buckets))
     if cfg.fusion == "global":  # every item in one bucket: one weight vector
         return PadModel(experts, BucketGate(len(experts), torch.zeros_like(ctx.buckets), 0))
@@ -114,14 +116,18 @@ def init_triple(model: PadModel, ctx: StageContext) -> None:
         copy_weights(model, "experts.llm.tower.", align_weights, "experts.align.tower.text.")
         copy_weights(model, "experts.llm.backbone.", align_weights, "experts.align.backbone.")
     if isinstance(model.fusion, BucketGate) and model.fusion.raw and ctx.data is not None:
-        # each expert starts at unit spread, so that the equal-weight start weighs the experts alike whatever
-        # their scale (a cosine's spread is ~1/40 of an ID model's logits'); weight decay then pulls each
-        # temperature back toward 1, the experts' own scale (on seed 0 of both datasets this held-out
-        # nDCG@10 4.75 / 8.75 where the fit without that pull, at unit spread, reached 4.49 / 8.64)
-        spread = logit_spreads(model, ctx.data.valid.inputs)
-        with torch.no_grad():
-            model.fusion.spread.copy_(spread)
-            model.fusion.log_temperature.copy_(-spread.log())
+        init_spreads(model, ctx)
+
+
+def init_spreads(model: PadModel, ctx: StageContext) -> None:
+    """Each expert starts at unit spread, so that the equal-weight start weighs the experts alike whatever
+    their scale (a cosine's spread is ~1/40 of an ID model's logits'); weight decay then pulls each
+    temperature back toward 1, the experts' own scale (on seed 0 of both datasets this held-out nDCG@10
+    4.75 / 8.75 where the fit without that pull, at unit spread, reached 4.49 / 8.64)."""
+    spread = logit_spreads(model, ctx.data.valid.inputs)
+    with torch.no_grad():
+        model.fusion.spread.copy_(spread)
+        model.fusion.log_temperature.copy_(-spread.log())
 
 
 SPREAD_USERS = 1024  # validation users whose logits measure each expert's spread
@@ -198,19 +204,23 @@ def _subset(split: EvalSplit, rows: torch.Tensor) -> EvalSplit:
     return EvalSplit(split.inputs[rows], split.targets[rows], split.history[rows])
 
 
-def train_llm_expert(model: PadModel, ctx: StageContext, work, log) -> dict | None:
-    """`llm_train=rec`: train the LLM expert alone with L_REC on the training split, early-stopped on validation.
+def trained_here(model: PadModel, cfg: TrainConfig) -> list[str]:
+    """The experts phase 3 trains alone before the fusion: the tuned-similarity expert (its metric starts
+    untrained) and, with `llm_train=rec`, the LLM expert."""
+    return [k for k in model.experts if k == "tuned" or (k == "llm" and cfg.llm_train == "rec")]
 
-    Started from the alignment expert's text part, it becomes a text-only recommender
-    of its own (as MoRec is) rather than half of another expert, so the fusion has a
-    view of cold items that the ID and alignment experts lack. Returns its fit's summary.
+
+def train_expert(model: PadModel, kind: str, ctx: StageContext, work, log) -> dict:
+    """Train one expert alone with L_REC on the training split, early-stopped on validation; its summary.
+
+    The LLM expert (`llm_train=rec`), started from the alignment expert's text part, becomes a
+    text-only recommender of its own (as MoRec is) rather than half of another expert; the tuned
+    expert learns a metric over the text from the similarity expert's ranking, its epoch 0.
     """
-    if ctx.cfg.llm_train != "rec" or "llm" not in model.experts:
-        return None
-    log(" training the LLM expert alone (L_REC on the training split, early-stopped on validation nDCG@10)")
-    folder = work / "llm"
+    log(f" training the {kind} expert alone (L_REC on the training split, early-stopped on validation nDCG@10)")
+    folder = work / kind
     folder.mkdir(exist_ok=True)
-    result = fit(PadModel({"llm": model.experts["llm"]}), RecObjective(ctx.data), ctx.data.valid, ctx.cfg, folder, log)
+    result = fit(PadModel({kind: model.experts[kind]}), RecObjective(ctx.data), ctx.data.valid, ctx.cfg, folder, log)
     shutil.rmtree(folder)  # its checkpoint is not part of the artifact
     return {"best_epoch": result.best_epoch, "epochs": result.epochs,
             "seconds_per_epoch": round(result.seconds_per_epoch, 3),
@@ -218,18 +228,20 @@ def train_llm_expert(model: PadModel, ctx: StageContext, work, log) -> dict | No
 
 
 def train_fusion(model: PadModel, ctx: StageContext, work, log) -> FitResult:
-    """Phase 3: fit the fusion as `fusion` says (see the module docstring), after the LLM expert's own
-    training when `llm_train` asks for it."""
+    """Phase 3: fit the fusion as `fusion` says (see the module docstring), after the training of the
+    experts phase 3 trains alone (`trained_here`)."""
     cfg = ctx.cfg
     if cfg.fusion == "paper":
         return fit(model, RecObjective(ctx.data), ctx.data.valid, cfg, work, log)
-    expert = train_llm_expert(model, ctx, work, log)
+    own = {kind: train_expert(model, kind, ctx, work, log) for kind in trained_here(model, cfg)}
+    if own and isinstance(model.fusion, BucketGate) and model.fusion.raw:  # their spreads, as trained
+        init_spreads(model, ctx)
     if cfg.fusion == "equal" or len(model.experts) == 1:  # nothing to fit: the experts stay as they were trained
         result = FitResult(0, 0, [], 0.0)
     else:
         result = cross_fit(model, ctx, work, log)
-    if expert:
-        result.info["llm_expert"] = expert
+    for kind, summary in own.items():
+        result.info[f"{kind}_expert"] = summary
     return result
 
 
@@ -274,7 +286,8 @@ def cross_fit(model: PadModel, ctx: StageContext, work, log) -> FitResult:
 
 
 # phase 3's own options take their defaults here, never an earlier phase's artifact's values
-PHASE3_OPTIONS = ("experts", "sim_decay", "fusion", "fusion_lr", "fusion_negatives", "llm_init", "llm_train")
+PHASE3_OPTIONS = ("experts", "sim_decay", "tuned_rank", "fusion", "fusion_lr", "fusion_negatives", "llm_init",
+                  "llm_train")
 FINETUNE = Stage("finetune", build_triple, needs=("pretrain", "align"), init=init_triple, train=train_fusion,
                  defaults={"lr": 1e-3, **{k: TrainConfig.__dataclass_fields__[k].default for k in PHASE3_OPTIONS}})
 
