@@ -359,8 +359,10 @@ def test_the_tuned_expert_learns_its_metric_from_the_similarity_experts_ranking(
     """experts=...,tuned: phase 3 trains the tuned-similarity expert alone first (epoch 0 = the similarity
     expert's ranking, so validation never ends below it), measures its spread as trained, then fits the fusion;
     the artifact reloads and scores as it was evaluated."""
+    from padcore.batches import split_tensors
     from padcore.checkpoint import load_model
     from padcore.ensemble import evaluate
+    from padcore.models.pad import logit_spreads
 
     phases.finetune(world / "dataset", world / "text", trained / "m1", trained / "m2", tmp_path / "sim",
                     experts="sim")
@@ -373,4 +375,6 @@ def test_the_tuned_expert_learns_its_metric_from_the_similarity_experts_ranking(
     ds = load_dataset(world / "dataset")
     model = load_model(out, np.load(world / "text" / EMBEDDINGS))
     assert model.experts["tuned"].tower.v.abs().sum() > 0  # the learned metric was saved
+    inputs = split_tensors(ds, ds.meta["protocol"]["max_len"]).valid.inputs
+    assert torch.allclose(model.fusion.spread, logit_spreads(model, inputs), rtol=1e-4)  # measured as trained
     assert evaluate(model, ds)["ndcg@10"] == pytest.approx(metrics(out)["test"]["ndcg@10"])
