@@ -115,8 +115,6 @@ def init_triple(model: PadModel, ctx: StageContext) -> None:
         # a text-only expert that already speaks the collaborative space
         copy_weights(model, "experts.llm.tower.", align_weights, "experts.align.tower.text.")
         copy_weights(model, "experts.llm.backbone.", align_weights, "experts.align.backbone.")
-    if isinstance(model.fusion, BucketGate) and model.fusion.raw and ctx.data is not None:
-        init_spreads(model, ctx)
 
 
 def init_spreads(model: PadModel, ctx: StageContext) -> None:
@@ -234,7 +232,7 @@ def train_fusion(model: PadModel, ctx: StageContext, work, log) -> FitResult:
     if cfg.fusion == "paper":
         return fit(model, RecObjective(ctx.data), ctx.data.valid, cfg, work, log)
     own = {kind: train_expert(model, kind, ctx, work, log) for kind in trained_here(model, cfg)}
-    if own and isinstance(model.fusion, BucketGate) and model.fusion.raw:  # their spreads, as trained
+    if isinstance(model.fusion, BucketGate) and model.fusion.raw:  # every expert as the fusion will see it
         init_spreads(model, ctx)
     if cfg.fusion == "equal" or len(model.experts) == 1:  # nothing to fit: the experts stay as they were trained
         result = FitResult(0, 0, [], 0.0)
