@@ -135,7 +135,7 @@ def main() -> None:
         seeds = ", ".join(map(str, args.seeds))
         write_section(ROOT / "RESULTS.md", "## quality: the fusion searched", (
             "## quality: the fusion searched\n\nValidation nDCG@10 (percent) on held-out halves of the users, "
-            f"mean ± std over seeds {seeds}, of PAD's experts fused per frequency bucket: at equal weights, "
+            f"mean ± sample std over seeds {seeds}, of PAD's experts fused per frequency bucket: at equal weights, "
             "as phase 3 fitted them, and as a coordinate search of nDCG@10 itself fitted them on the other half "
             f"(in-sample score beside it). Machine: {machine()}. Command: `PAD_DATA_HOME=../shared/datasets "
             f"python bench/fusion_search.py --work <bench/quality.py's work>`.\n\n{table}\n"))

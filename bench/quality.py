@@ -24,7 +24,10 @@ and evaluated with the same code:
   the row keeping the one its held-out validation prefers (the control gets a
   choice PAD does not);
 - PAD: phase 3 as pad trains it (four experts; the fusion fitted on held-out
-  interactions, each target against its 100 best-scored rivals).
+  interactions, each target against its 100 best-scored rivals);
+- PAD + tuned similarity, SASRec + text similarity + tuned similarity: pad's
+  phase 3 with the tuned-similarity expert (an option, not the default) added
+  to PAD's four experts and to the `id,sim` control.
 
 Every trained artifact and every evaluation is kept under --work, so a rerun
 resumes; several processes may share --work (e.g. one per loss). The tables go to
@@ -48,7 +51,8 @@ from padcore.config import PAPER_EXPERTS
 from padcore.dataset import load_dataset
 
 ROWS = ("SASRec", "SASRec x3", "alignment expert", "2 SASRecs + alignment expert", "text similarity", "PAD, fused",
-        "PAD, paper recipe", "PAD, paper's three experts", "SASRec + text similarity", "PAD")
+        "PAD, paper recipe", "PAD, paper's three experts", "SASRec + text similarity", "PAD", "PAD + tuned similarity",
+        "SASRec + text similarity + tuned similarity")
 ROW_NOTE = ("SASRec x3 = the equal-weight logit average of the ID models of seeds s, s+3, s+6; 2 SASRecs + "
             "alignment expert = PAD's ID expert, the seed s+3 ID model and PAD's alignment expert at equal weights; "
             "text similarity = PAD's text-similarity expert alone (no training); PAD, fused = PAD's four experts at "
@@ -58,7 +62,9 @@ ROW_NOTE = ("SASRec x3 = the equal-weight logit average of the ID models of seed
             "similarity = pad's phase 3 over the ID and text-similarity experts only (`experts=id,sim`), at the fusion "
             "rate (0.05 or 0.01) its held-out validation prefers; PAD = phase "
             "3 as pad trains it (four experts, `fusion=bucket`, each held-out target against its 100 best-scored "
-            "rivals).")
+            "rivals); PAD + tuned similarity = PAD with the tuned-similarity expert added "
+            "(`experts=id,align,llm,sim,tuned`); SASRec + text similarity + tuned similarity = "
+            "`experts=id,sim,tuned`.")
 CONTROL_RATES = (0.05, 0.01)  # "SASRec + text similarity" is fitted at both; validation picks
 EXTRA_SEEDS = (3, 6)  # the other ID models of seed s's controls are seeds s+3 and s+6
 
@@ -77,7 +83,8 @@ def run(work: Path, name: str, loss: str, seed: int, options: dict) -> dict[str,
     variants = {"bucket": {}, "equal": {"fusion": "equal"}, "sim": {"experts": "sim"},
                 "paper": {"fusion": "paper", "experts": PAPER_EXPERTS},
                 "w-o-text-similarity-expert": {"experts": PAPER_EXPERTS},  # shared with bench/reproduce.py's Fig. 5(b)
-                **{f"id-sim-{rate}": {"experts": "id,sim", "fusion_lr": rate} for rate in CONTROL_RATES}}
+                **{f"id-sim-{rate}": {"experts": "id,sim", "fusion_lr": rate} for rate in CONTROL_RATES},
+                "tuned": {"experts": "id,align,llm,sim,tuned"}, "id-sim-tuned": {"experts": "id,sim,tuned"}}
     for key, opts in variants.items():
         trained(run_dir / f"finetune-{key}", lambda out, o=opts: steps.finetune(dataset, text, phase1, phase2, out, **o))
     ids = {k: base / f"id-seed{seed + k}" for k in EXTRA_SEEDS}
@@ -105,6 +112,8 @@ def run(work: Path, name: str, loss: str, seed: int, options: dict) -> dict[str,
         "SASRec + text similarity": metrics(max((run_dir / f"finetune-id-sim-{rate}" for rate in CONTROL_RATES),
                                                 key=held_out)),
         "PAD": metrics(run_dir / "finetune-bucket"),
+        "PAD + tuned similarity": metrics(run_dir / "finetune-tuned"),
+        "SASRec + text similarity + tuned similarity": metrics(run_dir / "finetune-id-sim-tuned"),
     }
 
 
@@ -206,7 +215,7 @@ def main() -> None:
     if not args.no_write:
         seeds = ", ".join(map(str, args.seeds))
         section = (f"## quality\n\n`bench/quality.py`: PAD against the controls that could explain its gain, "
-                   f"same protocol, seeds and ranking code. {ROW_NOTE} Test split, percent, mean ± std over seeds "
+                   f"same protocol, seeds and ranking code. {ROW_NOTE} Test split, percent, mean ± sample std over seeds "
                    f"{seeds}; MiniLM text (offline). Machine: {machine()}.{' ' + args.note if args.note else ''} "
                    f"Command: `PAD_DATA_HOME=../shared/datasets python bench/quality.py"
                    f"{''.join(' --set ' + s for s in args.set)}`.\n\n{text}\n")

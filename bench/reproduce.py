@@ -318,7 +318,7 @@ def main() -> None:
             figures / "fig5b.png")),
     }
     over = ", ".join(map(str, s)) + ("" if fs == s else f" (Table 2) and {', '.join(map(str, fs))} (the rest)")
-    parts = [f"# Reproducing the paper's comparisons\n\nTest split, percent, mean ± std over seeds {over}; MiniLM "
+    parts = [f"# Reproducing the paper's comparisons\n\nTest split, percent, mean ± sample std over seeds {over}; MiniLM "
              f"text (offline; the paper used LLM2Vec); datasets "
              f"{', '.join(TITLES[n] for n in runs)}. Machine: {machine()}. Command: `PAD_DATA_HOME=../shared/datasets "
              f"python bench/reproduce.py {' '.join(sys.argv[1:])}`. Figures in `bench/figures/`.\n"]

@@ -55,3 +55,13 @@ def test_wall_time_counts_every_earlier_stage_once(reproduce, tmp_path):
     finetune = stage("finetune", 3.0, ["pretrain", "align"])
     assert reproduce.wall(finetune) == 123.0
     assert reproduce.wall(finetune, chain=False) == 3.0
+
+
+def test_tables_show_the_sample_std_over_seeds():
+    """The ± of every bench table is the seeds' sample std (ddof=1), the one the t-tests and pooled gaps use."""
+    import numpy as np
+
+    with bench_module("common") as common:
+        values = [12.34, 11.79, 12.01]
+        assert common.mean_std(values) == f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f}" == "12.05 ± 0.28"
+        assert common.mean_std([6.14]) == "6.14 ± 0.00"
