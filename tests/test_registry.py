@@ -95,7 +95,12 @@ def test_morec_has_no_id_table(trained):
 def test_hybrid_concatenates_a_frozen_phase1_id_table_with_text(world, trained):
     model = load_model(trained["hybrid"], table(world))
     tower = model.experts["hybrid"].tower
-    assert tower.project[1].in_features == 8 + 8  # d_id + d_text
+    assert tower.project.in_features == 8 + 8  # d_id + d_text
+    items = torch.arange(1, 6)
+    with torch.no_grad():  # the item vector (also the output embedding) is linear in [id ; text]: no GELU after it
+        both = torch.cat([tower.ids(items), tower.text(items)], -1).numpy()
+        want = both @ tower.project.weight.numpy().T + tower.project.bias.numpy()
+        np.testing.assert_allclose(tower(items).numpy(), want, rtol=1e-5, atol=1e-6)
     phase1 = load_weights(trained["hybrid"] / "stages" / "pretrain")["experts.id.tower.emb.weight"]
     assert torch.equal(tower.ids.emb.weight, phase1)  # frozen (freeze_id) through training
 

@@ -1,11 +1,15 @@
 """Hybrid encoding (CoLLM / LLaRA): the ID embedding concatenated with the reduced text, fed to the backbone.
 
-An item is GELU(W · Dropout([id ; MLP(text)])): its ID embedding (width d) and its
+An item is W · Dropout([id ; MLP(text)]): its ID embedding (width d) and its
 reduced text (width d) side by side, projected back to the model width by a
-trainable layer. As in CoLLM and LLaRA the collaborative embeddings come from a
-trained ID model (PAD's phase 1) and stay frozen (`freeze_id`); the text MLP, the
-projection and a fresh backbone learn with L_REC. The originals feed these
-item vectors to an LLM as extra tokens; here the sequential backbone plays that part.
+trainable linear layer. As in CoLLM and LLaRA the collaborative embeddings come
+from a trained ID model (PAD's phase 1) and stay frozen (`freeze_id`); the text
+MLP, the projection and a fresh backbone learn with L_REC. The originals feed these
+item vectors to an LLM as extra tokens; here the sequential backbone plays that
+part, and the same vectors are the output embeddings the scores are taken against —
+hence no nonlinearity after the projection: a GELU there (an earlier version's)
+confines every item's output vector and held Hybrid below SASRec (bench/RESULTS.md,
+"baselines below SASRec").
 """
 
 from __future__ import annotations
@@ -29,17 +33,17 @@ class HybridOptions:
 
 
 class ConcatTower(ItemTower):
-    """[id ; MLP(text)] -> Linear(d_id + d_text -> d) -> GELU."""
+    """[id ; MLP(text)] -> Dropout -> Linear(d_id + d_text -> d)."""
 
     def __init__(self, ids: IdTower, text: TextTower, dim: int, dropout: float):
         super().__init__()
         self.rows = ids.rows
         self.ids, self.text = ids, text
         width = ids.emb.embedding_dim + text.norm.normalized_shape[0]
-        self.project = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, dim), nn.GELU())
+        self.drop, self.project = nn.Dropout(dropout), nn.Linear(width, dim)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.project(torch.cat([self.ids(idx), self.text(idx)], -1)) * (idx > 0).unsqueeze(-1)
+        return self.project(self.drop(torch.cat([self.ids(idx), self.text(idx)], -1))) * (idx > 0).unsqueeze(-1)
 
 
 def build_hybrid(ctx: StageContext) -> PadModel:
