@@ -77,6 +77,7 @@ def make_experts(model_dir: Path, ds, text: np.ndarray) -> dict[str, dict]:
 
 
 def measure(work: Path, name: str, seed: int) -> dict:
+    """One dataset and seed: the parts of Hybrid's and DisCo's item vectors, and MAKE's experts alone."""
     dataset, text_dir = prepare(work, name)
     ds = load_dataset(dataset)
     text = load_text(text_dir, ds)
@@ -89,12 +90,13 @@ def measure(work: Path, name: str, seed: int) -> dict:
 
 
 def probe(work: Path, seed: int, label: str, options: dict) -> Path:
+    """A probe run (trained if missing) from the Prime Pantry phase-1 model of `seed`, as Table 2's runs start."""
     model, change = PROBES[label]
     dataset, text = prepare(work, "prime_pantry")
     run = work / "prime_pantry" / LOSS / f"seed{seed}"
     out = run / "probes" / f"{model}-{'-'.join(f'{k}-{v}' for k, v in change.items())}"
     trained(out, lambda o: steps.train(model, dataset, text, o, reuse={"pretrain": run / "pretrain"}, seed=seed,
-                                       loss=LOSS, **change, **options))
+                                       loss=LOSS, **{**options, **change}))
     return out
 
 

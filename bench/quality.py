@@ -215,8 +215,8 @@ def main() -> None:
     if not args.no_write:
         seeds = ", ".join(map(str, args.seeds))
         section = (f"## quality\n\n`bench/quality.py`: PAD against the controls that could explain its gain, "
-                   f"same protocol, seeds and ranking code. {ROW_NOTE} Test split, percent, mean ± sample std over seeds "
-                   f"{seeds}; MiniLM text (offline). Machine: {machine()}.{' ' + args.note if args.note else ''} "
+                   f"same protocol, seeds and ranking code. {ROW_NOTE} Test split, percent, mean ± sample std over "
+                   f"seeds {seeds}; MiniLM text (offline). Machine: {machine()}.{' ' + args.note if args.note else ''} "
                    f"Command: `PAD_DATA_HOME=../shared/datasets python bench/quality.py"
                    f"{''.join(' --set ' + s for s in args.set)}`.\n\n{text}\n")
         write_section(ROOT / "RESULTS.md", "## quality", section)

@@ -51,7 +51,8 @@ class TrainConfig:
     text_hidden: int = option(256, "hidden width of the text-reduction MLP", low=1)
     experts: tuple[str, ...] = option(DEFAULT_EXPERTS, "phase-3 experts: id, align, llm (the paper's three), sim "
                                       "(text similarity, pad's) and tuned (text similarity under a metric phase 3 "
-                                      "learns, pad's; an option: better, slower); drop any for the ablation", choices=EXPERTS)
+                                      "learns, pad's; an option: better, slower); drop any for the ablation",
+                                      choices=EXPERTS)
     sim_decay: float = option(0.5, "text-similarity experts: weight of an item `a` steps before the latest is "
                               "sim_decay^a (0 = the latest item alone, 1 = all alike)", low=0, high=1)
     tuned_rank: int = option(64, "tuned-similarity expert: rank of its learned metric I + U V^T", low=1)
