@@ -106,7 +106,8 @@ def load_model(folder: str | Path, text: np.ndarray | torch.Tensor | None = None
     try:
         model.load_state_dict(load_weights(folder))
     except RuntimeError as exc:  # missing, unexpected or misshapen weights
-        raise PadError(f"{folder / WEIGHTS}: does not hold the weights {where} describes ({exc})") from exc
+        raise PadError(f"{folder / WEIGHTS}: does not hold the weights {where} describes ({exc}); a model "
+                       "saved by a version of pad whose architecture for it differs must be trained again") from exc
     return model.eval()
 
 

@@ -61,6 +61,22 @@ def test_each_model_trains_saves_and_reloads(world, trained, name):
     assert scores.shape == (1, load_dataset(world / "dataset").n_items + 1) and torch.isfinite(scores).all()
 
 
+def test_weights_of_another_architecture_are_refused_with_a_hint(world, trained, tmp_path):
+    """An artifact whose weights no longer match its model's code (e.g. Hybrid before its projection became
+    linear) is an error that says to retrain, never a model that loads and scores differently."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    old = tmp_path / "old-hybrid"
+    shutil.copytree(trained["hybrid"], old)
+    weights = load_file(old / "model.safetensors")
+    renamed = {k.replace("tower.project.", "tower.project.1."): v for k, v in weights.items()}
+    save_file(renamed, old / "model.safetensors")
+    with pytest.raises(PadError, match="does not hold the weights .* must be trained again"):
+        load_model(old, table(world))
+
+
 def test_registries_refuse_unknown_names(world, tmp_path):
     for registry in (MODELS, BACKBONES, REC_LOSSES):
         with pytest.raises(PadError, match=f"unknown {registry.kind} 'nope'; known: "):
