@@ -178,7 +178,9 @@ def table2(runs: dict[str, Runs], seeds: list[int], losses: list[str], baselines
         parts += lines + groups + [""]
     if "prime_pantry" in runs and "bce" in losses:
         parts += ["The paper's Table 2 on Prime Pantry (BCE, LLM2Vec text), HR@10 / nDCG@10: " + "; ".join(
-            f"{TITLE[m]} {hr:.2f} / {nd:.2f}" for m, (hr, nd) in PAPER.items()) + ". LLM-ESR is not in the paper.", ""]
+            f"{TITLE[m]} {hr:.2f} / {nd:.2f}" for m, (hr, nd) in PAPER.items()) + ". LLM-ESR is not in the paper. "
+            "Where a text-aware baseline is not above SASRec here, bench/RESULTS.md (\"baselines below SASRec\", "
+            "`bench/baselines.py`) measures why.", ""]
     return "\n".join(parts)
 
 
