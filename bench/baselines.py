@@ -78,13 +78,13 @@ def make_experts(model_dir: Path, ds, text: np.ndarray) -> dict[str, dict]:
 
 def measure(work: Path, name: str, seed: int) -> dict:
     """One dataset and seed: the parts of Hybrid's and DisCo's item vectors, and MAKE's experts alone."""
-    dataset, text_dir = prepare(work, name)
-    ds = load_dataset(dataset)
-    text = load_text(text_dir, ds)
     run = work / name / LOSS / f"seed{seed}"
     for model in ("hybrid", "disco", "make"):
         if not (run / model / "metrics.json").is_file():
             raise SystemExit(f"{run / model}: not trained yet; run bench/reproduce.py --only table2 with this --work")
+    dataset, text_dir = prepare(work, name)
+    ds = load_dataset(dataset)
+    text = load_text(text_dir, ds)
     return {"parts": {m: parts(run / m, text) for m in ("hybrid", "disco")},
             "make": make_experts(run / "make", ds, text)}
 
