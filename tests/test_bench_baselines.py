@@ -29,13 +29,13 @@ def models(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("name, activation", [("hybrid", lambda x: x), ("disco", torch.nn.functional.gelu)])
-def test_the_parts_add_up_to_the_item_vectors(models, name, activation):
+@pytest.mark.parametrize("name", ["hybrid", "disco"])
+def test_the_parts_add_up_to_the_item_vectors(models, name):
     with bench_module("baselines") as baselines, torch.no_grad():
         model = models[name]
         parts, layer = baselines.contributions(model)
         assert [k.split()[0] for k in parts] == (["ID", "text"] if name == "hybrid" else ["ID", "ID", "text", "text"])
         tower = model.experts[name].tower
         want = tower(torch.arange(1, tower.rows)).numpy()
-        got = activation(sum(parts.values()) + layer.bias).numpy()
+        got = (sum(parts.values()) + layer.bias).numpy()  # linear: no GELU after the projection
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

@@ -1,8 +1,12 @@
 """DisCo (Du et al., KDD '24): ID and text embeddings split into chunks, kept apart and kept useful.
 
-An item is GELU(W · Dropout([c1 ; c2 ; t1 ; t2])) of four chunks, each through its
-own Linear + GELU: two ID chunks (two tables, both started from the phase-1 ID
-table) and two text chunks (two text MLPs). Besides L_REC, two regularisers:
+An item is W · Dropout([c1 ; c2 ; t1 ; t2]) of four chunks: two ID chunks (two
+tables, both started from the phase-1 ID table) and two text chunks (two text
+MLPs). The item vector is also the output embedding the scores are taken against,
+hence linear in the chunks: with a Linear + GELU head per chunk and a GELU after
+the projection (an earlier version's) validation turned down after epoch 8 and
+DisCo stayed below SASRec (bench/RESULTS.md, "baselines below SASRec"). Besides
+L_REC, two regularisers:
 - disentanglement: a CLUB upper bound of the mutual information between the ID and
   the text chunk of each pair (c1, t1) and (c2, t2), over the batch's distinct
   items; the CLUB estimators q(t | c) = N(mu(c), exp(logvar(c))) learn by maximum
@@ -42,7 +46,7 @@ class DiscoOptions:
 
 
 class ChunkTower(ItemTower):
-    """Four chunks (two ID, two text), each through Linear + GELU, fused by one projection."""
+    """Four chunks (two ID, two text) side by side -> Dropout -> Linear(4d -> d)."""
 
     def __init__(self, ctx: StageContext):
         super().__init__()
@@ -50,15 +54,13 @@ class ChunkTower(ItemTower):
         self.rows = ctx.shape.n_items + 1
         self.ids = nn.ModuleList(IdTower(ctx.shape.n_items, d) for _ in range(2))
         self.texts = nn.ModuleList(TextTower(ctx.text, d, cfg.text_hidden, cfg.dropout) for _ in range(2))
-        self.heads = nn.ModuleList(nn.Sequential(nn.Linear(d, d), nn.GELU()) for _ in CHUNKS)
-        self.fuse = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(4 * d, d), nn.GELU())
+        self.drop, self.project = nn.Dropout(cfg.dropout), nn.Linear(len(CHUNKS) * d, d)
 
     def chunks(self, idx: torch.Tensor) -> list[torch.Tensor]:
-        raw = [self.ids[0](idx), self.ids[1](idx), self.texts[0](idx), self.texts[1](idx)]
-        return [head(x) for head, x in zip(self.heads, raw)]
+        return [self.ids[0](idx), self.ids[1](idx), self.texts[0](idx), self.texts[1](idx)]
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.fuse(torch.cat(self.chunks(idx), -1)) * (idx > 0).unsqueeze(-1)
+        return self.project(self.drop(torch.cat(self.chunks(idx), -1))) * (idx > 0).unsqueeze(-1)
 
 
 class Club(nn.Module):
