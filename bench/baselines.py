@@ -41,7 +41,7 @@ PROBES = {  # label -> (model, options): one change each to a Table 2 model
 }
 
 
-def contributions(model: PadModel) -> tuple[dict[str, torch.Tensor], torch.nn.Linear]:
+def contributions(model: PadModel) -> dict[str, torch.Tensor]:
     """Hybrid / DisCo: each part's contribution to every item's vector through the model's projection
     ([items, d] per part; their sum plus the projection's bias is the item vector)."""
     (name, expert), = model.experts.items()
@@ -55,13 +55,13 @@ def contributions(model: PadModel) -> tuple[dict[str, torch.Tensor], torch.nn.Li
     for label, x in named.items():
         out[label] = x @ tower.project.weight[:, start : start + x.shape[1]].T
         start += x.shape[1]
-    return out, tower.project
+    return out
 
 
 @torch.no_grad()
 def parts(model_dir: Path, text: np.ndarray) -> dict[str, float]:
     """Std over the catalogue (mean over dimensions) of each part's contribution to the item vector."""
-    return {k: float(v.std(0).mean()) for k, v in contributions(load_model(model_dir, text))[0].items()}
+    return {k: float(v.std(0).mean()) for k, v in contributions(load_model(model_dir, text)).items()}
 
 
 def make_experts(model_dir: Path, ds, text: np.ndarray) -> dict[str, dict]:

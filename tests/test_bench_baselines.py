@@ -11,9 +11,8 @@ from conftest import bench_module
 from padcore import training
 from padcore.checkpoint import load_model
 from padcore.text import EMBEDDINGS
+from test_registry import TINY
 from test_training import write_text
-
-TINY = dict(dim=8, epochs=1, patience=1, batch_size=64, threads=1, text_hidden=16)
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +32,9 @@ def models(tmp_path_factory):
 def test_the_parts_add_up_to_the_item_vectors(models, name):
     with bench_module("baselines") as baselines, torch.no_grad():
         model = models[name]
-        parts, layer = baselines.contributions(model)
+        parts = baselines.contributions(model)
         assert [k.split()[0] for k in parts] == (["ID", "text"] if name == "hybrid" else ["ID", "ID", "text", "text"])
         tower = model.experts[name].tower
         want = tower(torch.arange(1, tower.rows)).numpy()
-        got = (sum(parts.values()) + layer.bias).numpy()  # linear: no GELU after the projection
+        got = (sum(parts.values()) + tower.project.bias).numpy()  # linear: no GELU after the projection
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

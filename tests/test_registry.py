@@ -68,11 +68,13 @@ def test_weights_of_another_architecture_are_refused_with_a_hint(world, trained,
 
     from safetensors.torch import load_file, save_file
 
+    from padcore.checkpoint import WEIGHTS
+
     old = tmp_path / "old-hybrid"
     shutil.copytree(trained["hybrid"], old)
-    weights = load_file(old / "model.safetensors")
+    weights = load_file(old / WEIGHTS)
     renamed = {k.replace("tower.project.", "tower.project.1."): v for k, v in weights.items()}
-    save_file(renamed, old / "model.safetensors")
+    save_file(renamed, old / WEIGHTS)
     with pytest.raises(PadError, match="does not hold the weights .* must be trained again"):
         load_model(old, table(world))
 
