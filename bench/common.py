@@ -63,8 +63,11 @@ def cells(m: dict) -> dict[str, float]:
 
 
 def mean_std(values: list[float]) -> str:
-    """Mean ± the sample standard deviation over seeds (ddof=1, as the paired and pooled tests use; 0 for one)."""
-    return f"{np.mean(values):.2f} ± {np.std(values, ddof=1) if len(values) > 1 else 0.0:.2f}"
+    """Mean ± the sample standard deviation over seeds (ddof=1, as the paired and pooled tests use); one seed has no
+    spread, so its cell is the value alone."""
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f}"
 
 
 def machine() -> str:
