@@ -186,7 +186,8 @@ def table2(runs: dict[str, Runs], seeds: list[int], losses: list[str], baselines
 
 def table3(runs: dict[str, Runs], seeds: list[int]) -> str:
     lines = ["| backbone | dataset | origin HR@10 | origin nDCG@10 | +PAD HR@10 | +PAD nDCG@10 | Impr. HR / nDCG | "
-             "paper (Prime Pantry) origin → +PAD HR@10 |", "|---|---|---|---|---|---|---|---|"]
+             "paper (Prime Pantry) origin → +PAD HR@10 | wall s (per seed, origin / +PAD) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for backbone in ("sasrec", "gru4rec", "caser"):
         for n, r in runs.items():
             origin = [cells(metrics(r.pretrain("bce", s, backbone))) for s in seeds]
@@ -199,7 +200,9 @@ def table3(runs: dict[str, Runs], seeds: list[int]) -> str:
                 f"{TITLES[n]} | {mean_std([c['hr@10'] for c in origin])} | {mean_std([c['ndcg@10'] for c in origin])} | "
                 f"{mean_std([c['hr@10'] for c in pad])} | {mean_std([c['ndcg@10'] for c in pad])} | "
                 f"{100 * (p['hr@10'] / o['hr@10'] - 1):+.1f}% / {100 * (p['ndcg@10'] / o['ndcg@10'] - 1):+.1f}% | "
-                + (f"{paper[0][0]:.2f} → {paper[1][0]:.2f}" if paper else "") + " |")
+                + (f"{paper[0][0]:.2f} → {paper[1][0]:.2f}" if paper else "") + " | "
+                f"{np.mean([wall(r.pretrain('bce', s, backbone)) for s in seeds]):.0f} / "
+                f"{np.mean([wall(r.pad('bce', s, backbone)) for s in seeds]):.0f} |")
     return "\n".join(lines)
 
 
@@ -236,20 +239,23 @@ def fig3(runs: dict[str, Runs], seed: int, out: Path) -> str:
 
 def variant_table(runs: dict[str, Runs], seeds: list[int], variants: dict[str, callable], title: str,
                   out: Path) -> str:
-    """Rows = variants, columns = datasets (HR@10, nDCG@10, warm / median / cold HR@10), and a bar plot."""
+    """Rows = variants, columns = datasets (HR@10, nDCG@10, warm / median / cold HR@10) and the wall time of a row
+    (every stage it is built on, per seed), and a bar plot."""
     from padcore.report import _plt
 
-    lines = ["| " + title + " | " + " | ".join(f"{TITLES[n]} HR@10 | nDCG@10 | w / m / c HR@10" for n in runs) + " |",
-             "|---" * (3 * len(runs) + 1) + "|"]
+    lines = ["| " + title + " | " + " | ".join(f"{TITLES[n]} HR@10 | nDCG@10 | w / m / c HR@10" for n in runs)
+             + " | wall s (per seed, " + " / ".join(TITLES[n] for n in runs) + ") |",
+             "|---" * (3 * len(runs) + 2) + "|"]
     means = {}
     for label, make in variants.items():
-        row = [label]
+        row, walls = [label], []
         for n, r in runs.items():
             c = [cells(metrics(make(r, s))) for s in seeds]
             means[(label, n)] = np.mean([x["hr@10"] for x in c])
             row += [mean_std([x["hr@10"] for x in c]), mean_std([x["ndcg@10"] for x in c]),
                     " / ".join(f"{np.mean([x[f'{g} hr@10'] for x in c]):.2f}" for g in GROUPS)]
-        lines.append("| " + " | ".join(row) + " |")
+            walls.append(f"{np.mean([wall(make(r, s)) for s in seeds]):.0f}")
+        lines.append("| " + " | ".join(row + [" / ".join(walls)]) + " |")
     plt = _plt()
     fig, axes = plt.subplots(1, len(runs), figsize=(5.5 * len(runs), 3.6), squeeze=False)
     for ax, n in zip(axes[0], runs):
@@ -323,7 +329,9 @@ def main() -> None:
     parts = [f"# Reproducing the paper's comparisons\n\nTest split, percent, mean ± sample std over seeds {over}; MiniLM "
              f"text (offline; the paper used LLM2Vec); datasets "
              f"{', '.join(TITLES[n] for n in runs)}. Machine: {machine()}. Command: `PAD_DATA_HOME=../shared/datasets "
-             f"python bench/reproduce.py {' '.join(sys.argv[1:])}`. Figures in `bench/figures/`.\n"]
+             f"python bench/reproduce.py {' '.join(sys.argv[1:])}`. Figures in `bench/figures/`. Wall times are "
+             f"seconds per seed to train a row and every stage it is built on, each once; the runs shared the "
+             f"machine with other runs, so they say more about order than about an idle machine's speed.\n"]
     gaps = missing(args)
     if gaps:
         parts.append(f"**Partial.** Not in this file: {'; '.join(gaps)}.\n")
