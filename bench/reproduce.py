@@ -330,7 +330,8 @@ def main() -> None:
              f"text (offline; the paper used LLM2Vec); datasets "
              f"{', '.join(TITLES[n] for n in runs)}. Machine: {machine()}. Command: `PAD_DATA_HOME=../shared/datasets "
              f"python bench/reproduce.py {' '.join(sys.argv[1:])}`. Figures in `bench/figures/`. Wall times are "
-             f"seconds per seed to train a row and every stage it is built on, each once; the runs shared the "
+             f"seconds per seed to train a row and every stage it is built on, each once (Table 2's untrained "
+             f"text-similarity row: its own step); the runs shared the "
              f"machine with other runs, so they say more about order than about an idle machine's speed.\n"]
     gaps = missing(args)
     if gaps:
