@@ -190,8 +190,9 @@ def table3(runs: dict[str, Runs], seeds: list[int]) -> str:
              "|---|---|---|---|---|---|---|---|---|"]
     for backbone in ("sasrec", "gru4rec", "caser"):
         for n, r in runs.items():
-            origin = [cells(metrics(r.pretrain("bce", s, backbone))) for s in seeds]
-            pad = [cells(metrics(r.pad("bce", s, backbone))) for s in seeds]
+            origin_dirs = [r.pretrain("bce", s, backbone) for s in seeds]
+            pad_dirs = [r.pad("bce", s, backbone) for s in seeds]
+            origin, pad = [cells(metrics(f)) for f in origin_dirs], [cells(metrics(f)) for f in pad_dirs]
             o = {k: np.mean([c[k] for c in origin]) for k in ("hr@10", "ndcg@10")}
             p = {k: np.mean([c[k] for c in pad]) for k in ("hr@10", "ndcg@10")}
             paper = PAPER_T3.get(backbone, (PAPER["id"], PAPER["pad"])) if n == "prime_pantry" else None
@@ -201,8 +202,7 @@ def table3(runs: dict[str, Runs], seeds: list[int]) -> str:
                 f"{mean_std([c['hr@10'] for c in pad])} | {mean_std([c['ndcg@10'] for c in pad])} | "
                 f"{100 * (p['hr@10'] / o['hr@10'] - 1):+.1f}% / {100 * (p['ndcg@10'] / o['ndcg@10'] - 1):+.1f}% | "
                 + (f"{paper[0][0]:.2f} → {paper[1][0]:.2f}" if paper else "") + " | "
-                f"{np.mean([wall(r.pretrain('bce', s, backbone)) for s in seeds]):.0f} / "
-                f"{np.mean([wall(r.pad('bce', s, backbone)) for s in seeds]):.0f} |")
+                f"{np.mean([wall(f) for f in origin_dirs]):.0f} / {np.mean([wall(f) for f in pad_dirs]):.0f} |")
     return "\n".join(lines)
 
 
@@ -250,11 +250,12 @@ def variant_table(runs: dict[str, Runs], seeds: list[int], variants: dict[str, c
     for label, make in variants.items():
         row, walls = [label], []
         for n, r in runs.items():
-            c = [cells(metrics(make(r, s))) for s in seeds]
+            folders = [make(r, s) for s in seeds]
+            c = [cells(metrics(f)) for f in folders]
             means[(label, n)] = np.mean([x["hr@10"] for x in c])
             row += [mean_std([x["hr@10"] for x in c]), mean_std([x["ndcg@10"] for x in c]),
                     " / ".join(f"{np.mean([x[f'{g} hr@10'] for x in c]):.2f}" for g in GROUPS)]
-            walls.append(f"{np.mean([wall(make(r, s)) for s in seeds]):.0f}")
+            walls.append(f"{np.mean([wall(f) for f in folders]):.0f}")
         lines.append("| " + " | ".join(row + [" / ".join(walls)]) + " |")
     plt = _plt()
     fig, axes = plt.subplots(1, len(runs), figsize=(5.5 * len(runs), 3.6), squeeze=False)
