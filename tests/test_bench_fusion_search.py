@@ -57,3 +57,28 @@ def test_the_search_turns_down_an_expert_that_buries_the_targets(search_bench):
     assert best == pytest.approx(brute_ndcg(scores, coef, buckets, split, users))
     held = buckets[split.targets].unique()
     assert (coef[held, 2] < coef[held, 0]).all(), "where the targets are, the burying expert weighs less"
+
+
+
+def test_the_in_sample_fit_is_phase_3s_own_fit_and_leaves_the_model_as_it_was(search_bench):
+    from padcore.config import TrainConfig
+    from padcore.experts import PadModel, build_expert
+    from padcore.fusion import BucketGate
+
+    torch.manual_seed(0)
+    cfg = TrainConfig(dim=8, dropout=0.0, epochs=8, patience=8, batch_size=16, fusion_lr=0.5)
+    items, users, g = 30, 60, torch.Generator().manual_seed(3)
+    buckets = torch.cat([torch.zeros(1, dtype=torch.long), torch.randint(1, 4, (items,), generator=g)])
+    experts = {"id": build_expert("id", cfg, items, 5, None), "other": build_expert("id", cfg, items, 5, None)}
+    model = PadModel(experts, BucketGate(2, buckets, 3)).eval()
+    split = EvalSplit(torch.randint(1, items + 1, (users, 5), generator=g),
+                      torch.randint(1, items + 1, (users,), generator=g), torch.zeros(users, 1, dtype=torch.long))
+    scores = search_bench.expert_scores(model, split)
+    start = {k: v.clone() for k, v in model.fusion.state_dict().items()}
+    rows = torch.arange(users)
+    coef, best = search_bench.fitted_in_sample(model, cfg, split, rows)
+    assert all(torch.equal(v, start[k]) for k, v in model.fusion.state_dict().items()), "the fusion is restored"
+    assert not torch.allclose(coef, search_bench.coefficients(model.fusion)), "the fit moved the coefficients"
+    # the coefficients score as the fitted model scored itself, and the fit kept its best epoch (>= its start)
+    assert search_bench.ndcg(scores, coef, buckets, split, rows) == pytest.approx(best, abs=1e-6)
+    assert best >= search_bench.ndcg(scores, search_bench.coefficients(model.fusion), buckets, split, rows) - 1e-9
