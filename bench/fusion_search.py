@@ -159,13 +159,14 @@ def main() -> None:
     print(table)
     if not args.no_write:
         seeds = ", ".join(map(str, args.seeds))
+        datasets = "" if args.datasets == list(TITLES) else " --datasets " + " ".join(args.datasets)
         write_section(ROOT / "RESULTS.md", "## quality: the fusion searched", (
             "## quality: the fusion searched\n\nValidation nDCG@10 (percent) on held-out halves of the users, "
             f"mean ± sample std over seeds {seeds}, of PAD's experts fused per frequency bucket: at equal weights, "
             "as phase 3 fitted them, as a coordinate search of nDCG@10 itself fitted them on the other half "
             "(in-sample score beside it), and as phase 3's own fit reaches on the scored half itself, its epoch "
-            f"chosen there too (in sample: a ceiling for the fit). Machine: {machine()}. Command: `PAD_DATA_HOME=../shared/datasets "
-            f"python bench/fusion_search.py --work <bench/quality.py's work>`.\n\n{table}\n"))
+            f"chosen there too (in sample: a ceiling for the fit). Machine: {machine()}. Command: "
+            f"`PAD_DATA_HOME=../shared/datasets python bench/fusion_search.py{datasets} --work <bench/quality.py's work>`.\n\n{table}\n"))
 
 
 if __name__ == "__main__":
