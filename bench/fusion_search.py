@@ -97,10 +97,10 @@ def coefficients(fusion) -> torch.Tensor:
         return fusion.bucket_weights() * fusion.scales()
 
 
-def fitted_in_sample(model, cfg: TrainConfig, split, rows: torch.Tensor) -> tuple[torch.Tensor, float]:
+def fitted_in_sample(model, cfg: TrainConfig, split: EvalSplit, rows: torch.Tensor) -> tuple[torch.Tensor, float]:
     """Phase 3's fusion fitted on the targets of `rows` and early-stopped on the same rows: its coefficients and
     its best nDCG@10 there. The model's fusion is left as it was."""
-    part = EvalSplit(split.inputs[rows], split.targets[rows], split.history[rows])
+    part = split.subset(rows)
     start = copy.deepcopy(model.fusion.state_dict())
     with tempfile.TemporaryDirectory() as work:
         result = fit(model, HeldOutObjective(model, part), part, dataclasses.replace(cfg, lr=cfg.fusion_lr),
@@ -166,7 +166,8 @@ def main() -> None:
             "as phase 3 fitted them, as a coordinate search of nDCG@10 itself fitted them on the other half "
             "(in-sample score beside it), and as phase 3's own fit reaches on the scored half itself, its epoch "
             f"chosen there too (in sample: a ceiling for the fit). Machine: {machine()}. Command: "
-            f"`PAD_DATA_HOME=../shared/datasets python bench/fusion_search.py{datasets} --work <bench/quality.py's work>`.\n\n{table}\n"))
+            f"`PAD_DATA_HOME=../shared/datasets python bench/fusion_search.py{datasets} "
+            f"--work <bench/quality.py's work>`.\n\n{table}\n"))
 
 
 if __name__ == "__main__":

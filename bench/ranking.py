@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 import padcore
-from padcore.batches import EvalSplit, split_tensors
+from padcore.batches import split_tensors
 from padcore.config import TrainConfig
 from padcore.dataset import load_dataset
 from padcore.recommend import Users, ranker_from_artifacts
@@ -52,7 +52,7 @@ def main() -> None:
     ranker = ranker_from_artifacts(args.model, ds, args.text)
     test = split_tensors(ds, ranker.max_len).test
     n = args.users or len(test.targets)
-    split = EvalSplit(test.inputs[:n], test.targets[:n], test.history[:n])
+    split = test.subset(torch.arange(n))
     rate, ranks = best_rate(lambda: rank_split(ranker.model, split, TrainConfig(), ranker.device), n, args.repeats)
     hr = 100 * float((ranks < 10).mean())
     print(f"padcore {padcore.__file__}")

@@ -332,8 +332,8 @@ def main() -> None:
              f"{', '.join(TITLES[n] for n in runs)}. Machine: {machine()}. Command: `PAD_DATA_HOME=../shared/datasets "
              f"python bench/reproduce.py {' '.join(sys.argv[1:])}`. Figures in `bench/figures/`. Wall times are "
              f"seconds per seed to train a row and every stage it is built on, each once (Table 2's untrained "
-             f"text-similarity row: its own step); the runs shared the "
-             f"machine with other runs, so they say more about order than about an idle machine's speed.\n"]
+             f"text-similarity row: its own step); the runs shared the machine with other runs, so they say more "
+             f"about order than about an idle machine's speed.\n"]
     gaps = missing(args)
     if gaps:
         parts.append(f"**Partial.** Not in this file: {'; '.join(gaps)}.\n")

@@ -31,6 +31,10 @@ class EvalSplit:
     targets: torch.Tensor
     history: torch.Tensor
 
+    def subset(self, rows: torch.Tensor) -> EvalSplit:
+        """The users `rows` of this split."""
+        return EvalSplit(self.inputs[rows], self.targets[rows], self.history[rows])
+
 
 @dataclass
 class SplitTensors:

@@ -261,7 +261,7 @@ def valid_sample(valid: EvalSplit, cfg: TrainConfig) -> EvalSplit:
     if not cfg.valid_users or cfg.valid_users >= len(valid.targets):
         return valid
     keep = torch.randperm(len(valid.targets), generator=torch.Generator().manual_seed(cfg.seed))[: cfg.valid_users]
-    return EvalSplit(valid.inputs[keep], valid.targets[keep], valid.history[keep])
+    return valid.subset(keep)
 
 
 def length_batches(order: torch.Tensor, lengths: torch.Tensor, size: int, gen: torch.Generator,

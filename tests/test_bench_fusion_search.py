@@ -59,7 +59,6 @@ def test_the_search_turns_down_an_expert_that_buries_the_targets(search_bench):
     assert (coef[held, 2] < coef[held, 0]).all(), "where the targets are, the burying expert weighs less"
 
 
-
 def test_the_in_sample_fit_is_phase_3s_own_fit_and_leaves_the_model_as_it_was(search_bench):
     from padcore.config import TrainConfig
     from padcore.experts import PadModel, build_expert

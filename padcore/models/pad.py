@@ -198,10 +198,6 @@ def rival_softmax(scores: torch.Tensor, targets: torch.Tensor, rivals: int) -> t
     return F.cross_entropy(torch.cat([own, best], 1), torch.zeros_like(targets))
 
 
-def _subset(split: EvalSplit, rows: torch.Tensor) -> EvalSplit:
-    return EvalSplit(split.inputs[rows], split.targets[rows], split.history[rows])
-
-
 def trained_here(model: PadModel, cfg: TrainConfig) -> list[str]:
     """The experts phase 3 trains alone before the fusion: the tuned-similarity expert (its metric starts
     untrained) and, with `llm_train=rec`, the LLM expert."""
@@ -263,8 +259,8 @@ def cross_fit(model: PadModel, ctx: StageContext, work, log) -> FitResult:
         fusion.load_state_dict(start)
         folder = work / f"fold{fold + 1}"
         folder.mkdir(exist_ok=True)
-        results.append(fit(model, HeldOutObjective(model, _subset(data.valid, fit_rows)),
-                           _subset(data.valid, select_rows), dataclasses.replace(cfg, lr=cfg.fusion_lr), folder, log))
+        results.append(fit(model, HeldOutObjective(model, data.valid.subset(fit_rows)),
+                           data.valid.subset(select_rows), dataclasses.replace(cfg, lr=cfg.fusion_lr), folder, log))
         fits.append({k: v.detach().clone() for k, v in fusion.state_dict().items()})
     fusion.load_state_dict({k: (fits[0][k] + fits[1][k]) / 2 if v.is_floating_point() else v
                             for k, v in fits[0].items()})
