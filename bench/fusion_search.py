@@ -21,7 +21,7 @@ held-out halves:
 
 The search is greedy over a coarse grid, a second opinion rather than a bound. It
 reads the runs of bench/quality.py (same --work) and holds every validation score
-of the experts in memory ([4, users, items] float32: 1.7 GB on Prime
+of the experts in memory (4 x [users, items] float32: 1.7 GB on Prime
 Pantry): a diagnostic for catalogues of that size.
 
     PAD_DATA_HOME=../shared/datasets python bench/fusion_search.py [--datasets ...] [--losses bce ce]
@@ -47,7 +47,7 @@ from padcore.checkpoint import load_model
 from padcore.config import TrainConfig
 from padcore.dataset import load_dataset
 from padcore.metrics import hit_ndcg, target_ranks
-from padcore.models.pad import HeldOutObjective
+from padcore.models.pad import FrozenExperts, HeldOutObjective
 from padcore.text import load_text
 from padcore.trainer import fit
 
@@ -56,23 +56,16 @@ MULTIPLIERS = (0.0, 0.5, 0.75, 1.33, 2.0)  # tried on one coefficient at a time
 CHUNK = 1024
 
 
-def expert_scores(model, split) -> torch.Tensor:
-    """[experts, users, items + 1] each expert's logit of every item for every user's validation input."""
-    model.eval()
-    with torch.no_grad():
-        tables = [e.tower.table() for e in model.experts.values()]
-        parts = []
-        for lo in range(0, len(split.targets), CHUNK):
-            states = model.states_from(split.inputs[lo : lo + CHUNK], tables)
-            parts.append(torch.stack([s[:, -1] @ t.T for s, t in zip(states, tables)]))
-    return torch.cat(parts, 1)
+def frozen(model, split) -> FrozenExperts:
+    """The experts' logits of every item for every user's validation input, kept whole whatever their size."""
+    return FrozenExperts(model, split.inputs, torch.device("cpu"), budget=2**62)
 
 
 def ndcg(scores: torch.Tensor, coef: torch.Tensor, buckets: torch.Tensor, split, rows: torch.Tensor) -> float:
     """nDCG@10 (percent) of the fused scores sum_e coef[b(i), e] * s_e(u, i) over the users `rows`."""
-    w = coef[buckets].T[:, None, :]  # [experts, 1, items + 1]
-    ranks = torch.cat([target_ranks((scores[:, part] * w).sum(0), split.targets[part], split.history[part])
-                       for part in rows.split(CHUNK)])
+    w = coef[buckets]  # [items + 1, experts]
+    ranks = torch.cat([target_ranks(sum(w[:, e] * s[part] for e, s in enumerate(scores)), split.targets[part],
+                                    split.history[part]) for part in rows.split(CHUNK)])
     return 100 * float(hit_ndcg(ranks.numpy(), 10)[1].mean())
 
 
@@ -94,17 +87,17 @@ def search(scores, coef, buckets, split, rows, sweeps: int) -> tuple[torch.Tenso
 def coefficients(fusion) -> torch.Tensor:
     """[buckets + 1, experts] c[b, e] = what a bucket fusion multiplies expert e's logits by on bucket b."""
     with torch.no_grad():
-        return fusion.bucket_weights() * fusion.scales()
+        return fusion.coefficients(fusion.bucket_weights())
 
 
-def fitted_in_sample(model, cfg: TrainConfig, split: EvalSplit, rows: torch.Tensor) -> tuple[torch.Tensor, float]:
+def fitted_in_sample(model, experts: FrozenExperts, cfg: TrainConfig, split: EvalSplit, rows: torch.Tensor
+                     ) -> tuple[torch.Tensor, float]:
     """Phase 3's fusion fitted on the targets of `rows` and early-stopped on the same rows: its coefficients and
-    its best nDCG@10 there. The model's fusion is left as it was."""
-    part = split.subset(rows)
+    its best nDCG@10 there (`experts`: the model's, for `split`'s users). The model's fusion is left as it was."""
     start = copy.deepcopy(model.fusion.state_dict())
     with tempfile.TemporaryDirectory() as work:
-        result = fit(model, HeldOutObjective(model, part), part, dataclasses.replace(cfg, lr=cfg.fusion_lr),
-                     Path(work), log=lambda line: None)
+        result = fit(model, HeldOutObjective(model, experts, split, rows, rows), split.subset(rows),
+                     dataclasses.replace(cfg, lr=cfg.fusion_lr), Path(work), log=lambda line: None)
     coef = coefficients(model.fusion)
     model.fusion.load_state_dict(start)
     return coef, max(h["valid_ndcg@10"] for h in result.history)
@@ -118,12 +111,12 @@ def compare(work: Path, name: str, loss: str, seed: int, sweeps: int) -> dict[st
     model = load_model(run / "finetune-equal", text)  # the experts and an untrained bucket fusion
     cfg = TrainConfig.from_options(json.loads((run / "finetune-bucket" / "config.json").read_text())["config"])
     split = split_tensors(ds, cfg.max_len).valid
-    scores = expert_scores(model, split)
+    experts = frozen(model, split)
+    scores = experts.kept
     buckets = model.fusion.buckets
-    n_buckets = int(buckets.max()) + 1
     users = torch.randperm(len(split.targets), generator=torch.Generator().manual_seed(seed))
     halves = users[: len(users) // 2], users[len(users) // 2 :]
-    equal = coefficients(model.fusion) * scores.shape[0]  # equal weights, each expert at unit spread
+    equal = coefficients(model.fusion) * len(scores)  # equal weights, each expert at unit spread
     learned = coefficients(load_model(run / "finetune-bucket", text).fusion)
     out: dict[str, list[float]] = {k: [] for k in KEYS}
     for fit_rows, held_out in (halves, halves[::-1]):
@@ -132,7 +125,7 @@ def compare(work: Path, name: str, loss: str, seed: int, sweeps: int) -> dict[st
         out["learned"].append(ndcg(scores, learned, buckets, split, held_out))
         out["searched"].append(ndcg(scores, coef, buckets, split, held_out))
         out["searched, in sample"].append(in_sample)
-        out["fitted, in sample"].append(ndcg(scores, fitted_in_sample(model, cfg, split, held_out)[0], buckets,
+        out["fitted, in sample"].append(ndcg(scores, fitted_in_sample(model, experts, cfg, split, held_out)[0], buckets,
                                              split, held_out))
     return {k: float(np.mean(v)) for k, v in out.items()}
 

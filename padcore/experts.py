@@ -191,7 +191,8 @@ class PadModel(nn.Module):
 
         For every item, a fusion whose logit is linear in the experts' logits also folds
         the weighted tables into one, so a fused score is one matrix product. `tables`:
-        the experts' item tables, already computed (frozen experts: only the fusion changes).
+        the experts' representations of `items` (of every item when None), already computed
+        (frozen experts: only the fusion changes).
         """
         if tables is not None:
             reps = tables

@@ -109,8 +109,14 @@ class BucketGate(nn.Module):
             raise PadError("a calibrated fusion scores the whole catalogue; train it with loss=ce")
         return weighted_sum([log_probabilities(t[e] * s) for e, s in enumerate(scores)], w)
 
+    def coefficients(self, w: torch.Tensor) -> torch.Tensor | None:
+        """[..., n_experts] what multiplies each expert's logit in the fused score (weight x scale), given the
+        weights `w` of `item_part`; None when calibrated (the score is not linear in the logits)."""
+        return w * self.scales() if self.raw else None
+
     def fold(self, reps: list[torch.Tensor], w: torch.Tensor) -> torch.Tensor | None:
-        return folded(reps, w * self.scales()) if self.raw else None
+        c = self.coefficients(w)
+        return None if c is None else folded(reps, c)
 
     def item_weights(self, w: torch.Tensor, n: int) -> torch.Tensor:
         """Each expert's share of an item's fused score: its weight times its temperature times its logits'

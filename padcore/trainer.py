@@ -39,6 +39,13 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def use_device(cfg: TrainConfig) -> torch.device:
+    """The device training runs on, with the CPU threads `cfg.threads` asks for."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    return pick_device(cfg.device)
+
+
 def rec_loss(model: PadModel, batch: torch.Tensor, user_items: torch.Tensor, cfg: TrainConfig, n_items: int,
              gen: torch.Generator) -> torch.Tensor:
     """L_REC (cfg.loss) on every next-item position of the batch: a real target after a real input.
@@ -141,6 +148,11 @@ class Objective:
     def start_epoch(self, model: PadModel, device: torch.device) -> None:
         """Called before each epoch's first batch (e.g. to refresh what the epoch's losses read)."""
 
+    def ranks(self, model: PadModel, valid: EvalSplit, cfg: TrainConfig, device: torch.device,
+              log: Callable[[str], None] | None = None) -> np.ndarray:
+        """0-based full-ranking ranks of the validation targets after an epoch (`rank_split`)."""
+        return rank_split(model, valid, cfg, device, log)
+
 
 class RecObjective(Objective):
     """L_REC on every next-item position of the training split, times `rec_weight`, plus `extra`."""
@@ -194,9 +206,7 @@ def fit(
     again with the same `work` folder continues from it, with the same result as
     an uninterrupted run (every epoch's randomness derives from seed and epoch).
     """
-    device = pick_device(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    device = use_device(cfg)
     model.to(device)
     for module in objective.frozen:
         module.requires_grad_(False)
@@ -217,7 +227,7 @@ def fit(
     valid = valid_sample(valid, cfg)
     if not state["history"]:
         # epoch 0 = the starting point: a stage that starts from trained experts never ends worse than it began
-        ranks = rank_split(model, valid, cfg, device, log)
+        ranks = objective.ranks(model, valid, cfg, device, log)
         _record(state, model, 0, None, ranks, 0.0, log)
     while state["epoch"] < cfg.epochs and state["bad"] < cfg.patience:
         epoch = state["epoch"] + 1
@@ -247,7 +257,7 @@ def fit(
             total += float(loss.detach())
             steps += 1
             progress(step + 1, f", loss {total / steps:.4f}")
-        ranks = rank_split(model, valid, cfg, device, log)
+        ranks = objective.ranks(model, valid, cfg, device, log)
         _record(state, model, epoch, total / max(steps, 1), ranks, time.perf_counter() - t0, log, objective.keep_last)
         _save(resume, model, opt, state)
     if state["best"] is not None:

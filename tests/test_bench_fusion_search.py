@@ -72,10 +72,11 @@ def test_the_in_sample_fit_is_phase_3s_own_fit_and_leaves_the_model_as_it_was(se
     model = PadModel(experts, BucketGate(2, buckets, 3)).eval()
     split = EvalSplit(torch.randint(1, items + 1, (users, 5), generator=g),
                       torch.randint(1, items + 1, (users,), generator=g), torch.zeros(users, 1, dtype=torch.long))
-    scores = search_bench.expert_scores(model, split)
+    experts = search_bench.frozen(model, split)
+    scores = experts.kept
     start = {k: v.clone() for k, v in model.fusion.state_dict().items()}
     rows = torch.arange(users)
-    coef, best = search_bench.fitted_in_sample(model, cfg, split, rows)
+    coef, best = search_bench.fitted_in_sample(model, experts, cfg, split, rows)
     assert all(torch.equal(v, start[k]) for k, v in model.fusion.state_dict().items()), "the fusion is restored"
     assert not torch.allclose(coef, search_bench.coefficients(model.fusion)), "the fit moved the coefficients"
     # the coefficients score as the fitted model scored itself, and the fit kept its best epoch (>= its start)

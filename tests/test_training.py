@@ -245,7 +245,6 @@ def test_rec_loss_holds_the_next_item_positions_only(backbone):
 def test_a_training_split_without_next_item_positions_is_refused(tmp_path):
     from conftest import _synthetic_raw
     from padcore.batches import split_tensors
-    from padcore.config import TrainConfig
     from padcore.dataset import Protocol, build_dataset
 
     ds = build_dataset(_synthetic_raw(50, 20, lengths=(3, 3)), Protocol(min_len=3))  # one training item per user
@@ -378,3 +377,81 @@ def test_the_tuned_expert_learns_its_metric_from_the_similarity_experts_ranking(
     inputs = split_tensors(ds, ds.meta["protocol"]["max_len"]).valid.inputs
     assert torch.allclose(model.fusion.spread, logit_spreads(model, inputs), rtol=1e-4)  # measured as trained
     assert evaluate(model, ds)["ndcg@10"] == pytest.approx(metrics(out)["test"]["ndcg@10"])
+
+
+@pytest.fixture(scope="module")
+def fused(trained):
+    """PAD's phase-3 model on the clustered world, in evaluation mode, and its validation split."""
+    from padcore.batches import split_tensors
+    from padcore.checkpoint import load_model
+
+    ds = load_dataset(trained / "dataset")
+    model = load_model(trained / "m3", np.load(trained / "text" / EMBEDDINGS)).eval()
+    return model, split_tensors(ds, ds.meta["protocol"]["max_len"]).valid
+
+
+@pytest.mark.parametrize("budget", ["kept", "products"])
+def test_a_fusion_fit_reads_the_experts_logits_as_the_model_scores(fused, budget):
+    """`FrozenExperts` (its logits kept whole, or over its memory budget recomputed per batch) gives the
+    model's own logits, fused scores and validation ranks."""
+    from padcore.config import TrainConfig
+    from padcore.models.pad import KEEP_BYTES, FrozenExperts
+
+    model, valid = fused
+    experts = FrozenExperts(model, valid.inputs, torch.device("cpu"), KEEP_BYTES if budget == "kept" else 0)
+    assert (experts.kept is not None) == (budget == "kept")
+    rows = torch.arange(len(valid.targets)).flip(0)[::3]
+    with torch.no_grad():
+        side = model.item_side()
+        states = [s[:, -1] for s in model.states(valid.inputs[rows])]
+        want = [s @ r.T for s, r in zip(states, side[0])]  # each expert's logits
+        part = model.fusion.item_part(None, [])
+        fused_want = model.logits(states, side=side)
+        got = experts.logits(rows)
+        items = torch.randint(0, len(experts), (len(rows), 7), generator=torch.Generator().manual_seed(0))
+        for g, w, at in zip(got, want, experts.logits_at(rows, items)):
+            assert torch.allclose(g, w, atol=1e-5)
+            assert torch.allclose(at, w.gather(1, items), atol=1e-5)
+        assert torch.allclose(experts.combined(rows, model.fusion.coefficients(part)), fused_want, atol=1e-5)
+        assert torch.allclose(model.fusion(got, part, all_items=True), fused_want, atol=1e-5)
+        ranks = experts.ranks(rows, model.fusion.coefficients(part), valid.targets[rows], valid.history[rows])
+    want_ranks = trainer.rank_split(model, valid.subset(rows), TrainConfig(), torch.device("cpu"))
+    assert (ranks.numpy() != want_ranks).mean() <= 0.01  # a tie within rounding may fall either way
+    assert np.abs(ranks.numpy() - want_ranks)[want_ranks < 2**40].max() <= 1
+
+
+@pytest.mark.parametrize("budget", ["kept", "products"])
+def test_the_held_out_loss_needs_only_the_targets_and_their_rivals_logits(fused, budget):
+    """The fusion's loss from the rivals' logits alone equals `rival_softmax` over every item's fused score,
+    in value and in its gradient; the epoch's ranks match `rank_split`'s."""
+    from padcore.config import TrainConfig
+    from padcore.models.pad import KEEP_BYTES, FrozenExperts, HeldOutObjective, rival_softmax
+
+    model, valid = fused
+    experts = FrozenExperts(model, valid.inputs, torch.device("cpu"), KEEP_BYTES if budget == "kept" else 0)
+    users = torch.arange(len(valid.targets))
+    objective = HeldOutObjective(model, experts, valid, users[::2], users[1::2])
+    idx = torch.arange(40)
+    params = [model.fusion.logits, model.fusion.log_temperature]
+    for rivals in (5, 0):
+        cfg = TrainConfig(fusion_negatives=rivals)
+        loss = objective.loss(model, idx, objective.rows[idx], cfg, torch.Generator())
+        got = torch.autograd.grad(loss, params)
+        rows, targets = users[::2][idx], valid.targets[::2][idx]
+        seen = torch.zeros(len(idx), len(experts), dtype=torch.bool).scatter_(1, valid.history[rows], True)
+        seen[:, 0] = True
+        fresh = ~seen[torch.arange(len(idx)), targets]
+        assert 0 < int(fresh.sum()) < len(idx)  # a repeated target is left out
+        states = [s[:, -1] for s in model.states(valid.inputs[rows])]
+        scores = model.logits(states, side=model.item_side()).masked_fill(seen, float("-inf"))
+        want_loss = rival_softmax(scores[fresh], targets[fresh], rivals)
+        want = torch.autograd.grad(want_loss, params)
+        assert loss.item() == pytest.approx(want_loss.item(), rel=1e-5)
+        for g, w in zip(got, want):
+            assert torch.allclose(g, w, rtol=1e-4, atol=1e-7)
+    cfg = TrainConfig()
+    ranks = objective.ranks(model, valid.subset(users[1::2]), cfg, torch.device("cpu"))
+    want_ranks = trainer.rank_split(model, valid.subset(users[1::2]), cfg, torch.device("cpu"))
+    assert (ranks != want_ranks).mean() <= 0.01
+    with pytest.raises(ValueError, match="chooses on"):
+        objective.ranks(model, valid, cfg, torch.device("cpu"))

@@ -34,17 +34,20 @@ import copy
 import dataclasses
 import shutil
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from padcore.batches import EvalSplit
 from padcore.config import PAPER_EXPERTS, TrainConfig
 from padcore.experts import PadModel, build_expert
-from padcore.fusion import BucketGate, FrequencyGate
+from padcore.fusion import BucketGate, FrequencyGate, folded
 from padcore.losses import alignment_loss
 from padcore.models.idonly import PRETRAIN
 from padcore.models.spec import ModelSpec, Stage, StageContext, copy_weights, register
-from padcore.trainer import ExtraLoss, FitResult, Objective, RecObjective, fit
+from padcore.metrics import linear_target_ranks, target_ranks
+from padcore.trainer import (SCORE_BUDGET, ExtraLoss, FitResult, Objective, RecObjective, autocast, fit, item_block,
+                             use_device)
 
 
 # ---------------------------------------------------------------- phase 2
@@ -148,40 +151,136 @@ def logit_spreads(model: PadModel, inputs: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.cat(stds).mean() for stds in per_user]).clamp_min(1e-12)
 
 
+KEEP_BYTES = 5 << 29  # a fusion fit keeps its users' expert logits up to 2.5 GiB (Prime Pantry, five experts: 2.0 GiB)
+
+
+class FrozenExperts:
+    """The experts' logits for the users of a split, computed once for a fusion fit.
+
+    The experts do not change while a fusion is fitted: their item tables and each user's
+    last states are computed once (in evaluation mode), and the logits themselves, [U, N+1]
+    per expert, are kept when they fit in `budget` bytes — a linear fusion's scores are then
+    a weighted sum of them, several times cheaper than the products they come from. Else a
+    batch's logits are those products, one per expert (or one, folded, for a linear fusion).
+    """
+
+    def __init__(self, model: PadModel, inputs: torch.Tensor, device: torch.device, budget: int = KEEP_BYTES):
+        model.to(device).eval()
+        with torch.no_grad(), autocast(device):
+            self.tables = [e.tower.table().float() for e in model.experts.values()]
+            chunks = [[s[:, -1].float() for s in model.states_from(chunk.to(device), self.tables)]
+                      for chunk in inputs.split(SPREAD_CHUNK)]
+        self.states = [torch.cat(parts) for parts in zip(*chunks)]
+        self.kept: list[torch.Tensor] | None = None
+        if len(self.tables) * len(inputs) * len(self) * 4 <= budget:
+            self.kept = [torch.empty(len(inputs), len(self), device=device) for _ in self.tables]
+            for rows in torch.arange(len(inputs), device=device).split(SPREAD_CHUNK):
+                for kept, logits in zip(self.kept, self._products(rows)):
+                    kept[rows] = logits
+
+    def __len__(self) -> int:
+        return self.tables[0].shape[0]  # N+1
+
+    def _products(self, rows: torch.Tensor) -> list[torch.Tensor]:
+        with torch.no_grad(), autocast(rows.device):
+            return [(s[rows] @ t.T).float() for s, t in zip(self.states, self.tables)]
+
+    def logits(self, rows: torch.Tensor) -> list[torch.Tensor]:
+        """Each expert's [len(rows), N+1] logits of every item for the users `rows`."""
+        return [k[rows] for k in self.kept] if self.kept is not None else self._products(rows)
+
+    def logits_at(self, rows: torch.Tensor, items: torch.Tensor) -> list[torch.Tensor]:
+        """Each expert's [len(rows), K] logits of the items [len(rows), K] for the users `rows`."""
+        if self.kept is not None:
+            return [k[rows[:, None], items] for k in self.kept]
+        return [torch.einsum("pd,pkd->pk", s[rows], t[items]) for s, t in zip(self.states, self.tables)]
+
+    def combined(self, rows: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
+        """[len(rows), N+1] sum_e coefficients[i, e] * logit_e(u, i) (a linear fusion's scores), without gradient."""
+        with torch.no_grad():
+            if self.kept is None:
+                return torch.cat([s[rows] for s in self.states], -1) @ folded(self.tables, coefficients).T
+            out = self.kept[0][rows] * coefficients[:, 0]
+            for e, k in enumerate(self.kept[1:], 1):
+                out.addcmul_(k[rows], coefficients[:, e])
+            return out
+
+    def ranks(self, rows: torch.Tensor, coefficients: torch.Tensor, targets: torch.Tensor,
+              history: torch.Tensor) -> torch.Tensor:
+        """`target_ranks` of a linear fusion's scores for the users `rows`."""
+        if self.kept is not None:
+            return target_ranks(self.combined(rows, coefficients), targets, history)
+        return linear_target_ranks(torch.cat([s[rows] for s in self.states], -1), folded(self.tables, coefficients),
+                                   targets, history, item_block(rows.device, len(rows)))
+
+
 class HeldOutObjective(Objective):
     """Cross-entropy of the fused scores on held-out targets (`rival_softmax`); the experts stay as they are.
 
-    A row is a user's validation input and target; the items before the target are
-    excluded from the softmax as evaluation excludes them from the ranking, and a
-    target that is one of them (a repeat, never a hit) is left out.
+    A row is a user's validation input and target (the users `fit_rows` of `split`); the
+    items before the target are excluded from the softmax as evaluation excludes them
+    from the ranking, and a target that is one of them (a repeat, never a hit) is left
+    out. The epoch is chosen on the users `select_rows`. Both read the experts' logits
+    from `experts` (`FrozenExperts` of `split`'s users). With a linear fusion and a number
+    of rivals, only the target's and its rivals' logits need a gradient: every item is
+    scored without one, to find the rivals, and those few again with it.
     """
 
-    def __init__(self, model: PadModel, split: EvalSplit):
-        self.rows = torch.cat([split.inputs, split.targets[:, None]], 1)
-        self.history = split.history
+    def __init__(self, model: PadModel, experts: FrozenExperts, split: EvalSplit, fit_rows: torch.Tensor,
+                 select_rows: torch.Tensor):
+        self.experts, self.users, self.select = experts, fit_rows, select_rows
+        self.rows = torch.cat([split.inputs[fit_rows], split.targets[fit_rows, None]], 1)
+        self.history = split.history[fit_rows]
         self.frozen = tuple(model.experts.values())
-        self.tables: list[torch.Tensor] = []
-
-    def start_epoch(self, model: PadModel, device: torch.device) -> None:
-        # the experts are frozen: their item tables are computed once per epoch, not at every batch, and in
-        # evaluation mode whatever mode a resumed run left them in (no dropout), as they score while frozen
-        for module in self.frozen:
-            module.eval()
-        with torch.no_grad():
-            self.tables = [e.tower.table() for e in model.experts.values()]
 
     def loss(self, model: PadModel, idx: torch.Tensor, batch: torch.Tensor, cfg: TrainConfig,
              gen: torch.Generator) -> torch.Tensor | None:
-        inputs, targets = batch[:, :-1], batch[:, -1]
-        states = model.states_from(inputs, self.tables)
-        scores = model.logits([s[:, -1] for s in states], side=model.item_side(tables=self.tables)).float()
-        seen = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, self.history[idx].to(scores.device), True)
+        fusion, targets = model.fusion, batch[:, -1]
+        seen = torch.zeros(len(idx), len(self.experts), dtype=torch.bool, device=batch.device)
+        seen.scatter_(1, self.history[idx].to(batch.device), True)
         seen[:, 0] = True
         fresh = ~seen.gather(1, targets[:, None]).squeeze(1)
         if not fresh.any():
             return None
-        return rival_softmax(scores[fresh].masked_fill(seen[fresh], float("-inf")), targets[fresh],
-                             cfg.fusion_negatives)
+        rows, targets, seen = self.users[idx].to(batch.device)[fresh], targets[fresh], seen[fresh]
+        rivals = cfg.fusion_negatives
+        part = fusion.item_part(None, [])
+        coefficients = fusion.coefficients(part)
+        if coefficients is None or not 0 < rivals < len(self.experts) - 1:  # every logit needs its gradient
+            scores = fusion(self.experts.logits(rows), part, all_items=True).float()
+            return rival_softmax(scores.masked_fill(seen, float("-inf")), targets, rivals)
+        every = self.experts.combined(rows, coefficients.detach()).masked_fill(seen, float("-inf"))
+        picks = rival_picks(every, targets, rivals)
+        out = every.gather(1, picks).isneginf()  # history and padding, when fewer rivals are left
+        scores = fusion(self.experts.logits_at(rows, picks), fusion.item_part(picks, []), all_items=False)
+        return F.cross_entropy(scores.float().masked_fill(out, float("-inf")), torch.zeros_like(targets))
+
+    def ranks(self, model: PadModel, valid: EvalSplit, cfg: TrainConfig, device: torch.device,
+              log=None) -> np.ndarray:
+        """`rank_split`'s ranks of `valid` — the users `select_rows` — from the kept logits."""
+        if len(valid.targets) != len(self.select):
+            raise ValueError(f"validation split of {len(valid.targets)} users; this fit chooses on {len(self.select)}")
+        model.eval()
+        fusion, ranks = model.fusion, []
+        with torch.no_grad():
+            part = fusion.item_part(None, [])
+            coefficients = fusion.coefficients(part)
+            chunk = max(1, min(cfg.eval_batch, SCORE_BUDGET // (len(self.experts) * len(self.experts.tables))))
+            for pos in torch.arange(len(self.select)).split(chunk):
+                rows = self.select[pos].to(device)
+                targets, history = valid.targets[pos].to(device), valid.history[pos].to(device)
+                if coefficients is None:
+                    scores = fusion(self.experts.logits(rows), part, all_items=True)
+                    ranks.append(target_ranks(scores, targets, history).cpu())
+                else:
+                    ranks.append(self.experts.ranks(rows, coefficients, targets, history).cpu())
+        return torch.cat(ranks).numpy()
+
+
+def rival_picks(scores: torch.Tensor, targets: torch.Tensor, rivals: int) -> torch.Tensor:
+    """[P, 1 + rivals] item indices: each row's target, then its `rivals` best-scored other items."""
+    best = scores.scatter(1, targets[:, None], float("-inf")).topk(rivals, 1).indices
+    return torch.cat([targets[:, None], best], 1)
 
 
 def rival_softmax(scores: torch.Tensor, targets: torch.Tensor, rivals: int) -> torch.Tensor:
@@ -193,9 +292,7 @@ def rival_softmax(scores: torch.Tensor, targets: torch.Tensor, rivals: int) -> t
     """
     if not rivals or rivals >= scores.shape[1] - 1:
         return F.cross_entropy(scores, targets)
-    own = scores.gather(1, targets[:, None])
-    best = scores.scatter(1, targets[:, None], float("-inf")).topk(rivals, 1).values
-    return F.cross_entropy(torch.cat([own, best], 1), torch.zeros_like(targets))
+    return F.cross_entropy(scores.gather(1, rival_picks(scores, targets, rivals)), torch.zeros_like(targets))
 
 
 def trained_here(model: PadModel, cfg: TrainConfig) -> list[str]:
@@ -250,7 +347,12 @@ def cross_fit(model: PadModel, ctx: StageContext, work, log) -> FitResult:
     users = torch.randperm(len(data.valid.targets), generator=torch.Generator().manual_seed(cfg.seed))
     if cfg.valid_users:  # large catalogues: a seeded sample fits and chooses (each epoch scores users x items)
         users = users[: cfg.valid_users]
-    halves = users[: len(users) // 2].sort().values, users[len(users) // 2 :].sort().values
+    chosen = users.sort().values
+    split = data.valid.subset(chosen)
+    experts = FrozenExperts(model, split.inputs, use_device(cfg))
+    # each half's positions in `split`
+    halves = [torch.searchsorted(chosen, half.sort().values) for half in (users[: len(users) // 2],
+                                                                          users[len(users) // 2 :])]
     fusion, start = model.fusion, copy.deepcopy(model.fusion.state_dict())
     fits, results = [], []
     for fold, (fit_rows, select_rows) in enumerate((halves, halves[::-1])):
@@ -259,8 +361,8 @@ def cross_fit(model: PadModel, ctx: StageContext, work, log) -> FitResult:
         fusion.load_state_dict(start)
         folder = work / f"fold{fold + 1}"
         folder.mkdir(exist_ok=True)
-        results.append(fit(model, HeldOutObjective(model, data.valid.subset(fit_rows)),
-                           data.valid.subset(select_rows), dataclasses.replace(cfg, lr=cfg.fusion_lr), folder, log))
+        results.append(fit(model, HeldOutObjective(model, experts, split, fit_rows, select_rows),
+                           split.subset(select_rows), dataclasses.replace(cfg, lr=cfg.fusion_lr), folder, log))
         fits.append({k: v.detach().clone() for k, v in fusion.state_dict().items()})
     fusion.load_state_dict({k: (fits[0][k] + fits[1][k]) / 2 if v.is_floating_point() else v
                             for k, v in fits[0].items()})
