@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -27,14 +26,15 @@ from padcore import steps
 
 CHILD = """
 import json, resource, sys, time
-from padcore import steps
 args = json.loads(sys.argv[1])
+sys.path.insert(0, args["checkout"])  # before the working directory, which `python -c` puts first
+from padcore import steps
 start = time.perf_counter()
 m = steps.finetune(*args["paths"], **args["options"])
 wall = time.perf_counter() - start
 folds = sum(h["seconds"] for h in m["history"] if h.get("fold"))
 own = {k[: -len("_expert")]: v["epochs"] * v["seconds_per_epoch"] for k, v in m.items() if k.endswith("_expert")}
-print(json.dumps({"wall": wall, "own": own, "folds": folds, "epochs": m["epochs"],
+print(json.dumps({"padcore": steps.__file__, "wall": wall, "own": own, "folds": folds, "epochs": m["epochs"],
                   "rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
                   "test": [m["test"]["hr@10"], m["test"]["ndcg@10"]]}))
 """
@@ -42,9 +42,8 @@ print(json.dumps({"wall": wall, "own": own, "folds": folds, "epochs": m["epochs"
 
 def finetune(checkout: Path, paths: list[str], options: dict, out: Path) -> dict:
     """One phase-3 fit in a fresh process with `checkout`'s padcore; what CHILD prints."""
-    env = dict(os.environ, PYTHONPATH=str(checkout))
-    args = json.dumps({"paths": paths + [str(out)], "options": options})
-    run = subprocess.run([sys.executable, "-c", CHILD, args], env=env, capture_output=True, text=True)
+    args = json.dumps({"checkout": str(checkout.resolve()), "paths": paths + [str(out)], "options": options})
+    run = subprocess.run([sys.executable, "-c", CHILD, args], capture_output=True, text=True)
     if run.returncode:
         raise SystemExit(f"phase 3 with {checkout} failed:\n{run.stderr[-3000:]}")
     return json.loads(run.stdout.strip().splitlines()[-1])
@@ -70,16 +69,19 @@ def main() -> None:
     paths = [str(p) for p in (dataset, text, phase1, phase2)]
     here = ROOT.parent
     checkouts = {"this checkout": here, **({f"`{args.against}`": args.against} if args.against else {})}
-    lines = ["| experts | padcore | wall s | trained alone s | cross-fit s (epochs) | peak RSS GiB | "
-             "test HR@10 / nDCG@10 |", "|---|---|---|---|---|---|---|"]
+    lines = ["| experts | padcore | wall s (× this checkout's) | trained alone s | cross-fit s (epochs) | "
+             "peak RSS GiB | test HR@10 / nDCG@10 |", "|---|---|---|---|---|---|---|"]
     for experts in args.experts:
         for k, (label, checkout) in enumerate(checkouts.items()):
             out = args.work / "phase3-bench" / f"{experts.replace(',', '-')}-{k}"
             shutil.rmtree(out, ignore_errors=True)
             r = finetune(checkout, paths, {"experts": experts, "threads": args.threads}, out)
-            own = ", ".join(f"{k} {v:.0f}" for k, v in r["own"].items()) or "—"
-            lines.append(f"| {experts} | {label} | {r['wall']:.0f} | {own} | {r['folds']:.0f} ({r['epochs']}) | "
-                         f"{r['rss_gib']:.1f} | {r['test'][0]:.3f} / {r['test'][1]:.3f} |")
+            if k == 0:
+                base = r
+            own = ", ".join(f"{name} {s:.0f}" for name, s in r["own"].items()) or "—"
+            lines.append(f"| {experts} | {label} | {r['wall']:.0f} ({r['wall'] / base['wall']:.2f}) | {own} | "
+                         f"{r['folds']:.0f} ({r['epochs']}) | {r['rss_gib']:.1f} | "
+                         f"{r['test'][0]:.3f} / {r['test'][1]:.3f} |")
             print(lines[-1], flush=True)
     table = "\n".join(lines)
     if not args.no_write:
