@@ -421,13 +421,19 @@ def test_a_fusion_fit_reads_the_experts_logits_as_the_model_scores(fused, budget
 
 
 @pytest.mark.parametrize("budget", ["kept", "products"])
-def test_the_held_out_loss_needs_only_the_targets_and_their_rivals_logits(fused, budget):
+@pytest.mark.parametrize("raw", [True, False])
+def test_the_held_out_loss_needs_only_the_targets_and_their_rivals_logits(fused, budget, raw):
     """The fusion's loss from the rivals' logits alone equals `rival_softmax` over every item's fused score,
-    in value and in its gradient; the epoch's ranks match `rank_split`'s."""
+    in value and in its gradient; the epoch's ranks match `rank_split`'s. A calibrated fusion (not linear in
+    the logits) takes every item's logit."""
+    import copy
+
     from padcore.config import TrainConfig
     from padcore.models.pad import KEEP_BYTES, FrozenExperts, HeldOutObjective, rival_softmax
 
     model, valid = fused
+    model = copy.deepcopy(model)
+    model.fusion.raw = raw
     experts = FrozenExperts(model, valid.inputs, torch.device("cpu"), KEEP_BYTES if budget == "kept" else 0)
     users = torch.arange(len(valid.targets))
     objective = HeldOutObjective(model, experts, valid, users[::2], users[1::2])
