@@ -249,7 +249,7 @@ class HeldOutObjective(Objective):
         if coefficients is None or not 0 < rivals < len(self.experts) - 1:  # every logit needs its gradient
             scores = fusion(self.experts.logits(rows), part, all_items=True).float()
             return rival_softmax(scores.masked_fill(seen, float("-inf")), targets, rivals)
-        every = self.experts.combined(rows, coefficients.detach()).masked_fill(seen, float("-inf"))
+        every = self.experts.combined(rows, coefficients).masked_fill(seen, float("-inf"))
         picks = rival_picks(every, targets, rivals)
         out = every.gather(1, picks).isneginf()  # history and padding, when fewer rivals are left
         scores = fusion(self.experts.logits_at(rows, picks), fusion.item_part(picks, []), all_items=False)
