@@ -79,6 +79,15 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores, torch CPU"
 
 
+def commit() -> str:
+    """The code measured: the checkout's short commit, marked when pad's code differs from it."""
+    git = ["git", "-C", str(ROOT.parent)]
+    head = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(git + ["status", "--porcelain", "--", "padcore", "pad", "bench/*.py"], capture_output=True,
+                           text=True).stdout.strip()
+    return f"{head or 'unknown'}{' with uncommitted changes' if dirty else ''}"
+
+
 def write_section(path: Path, heading: str, body: str) -> None:
     """Replace (or append) the section that starts with `heading` in a Markdown file."""
     old = path.read_text() if path.is_file() else "# Benchmark results\n"

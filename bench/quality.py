@@ -13,25 +13,30 @@ and evaluated with the same code:
   fusion replaced by one more ID model;
 - text similarity: PAD's text-similarity expert alone (no training: an item's text
   cosine to the user's recent items);
-- PAD, fused: PAD's four experts at equal weights, each at unit logit spread (phase
-  3's starting point);
+- PAD, fused: PAD's experts as phases 1 and 2 and the text leave them (ID, alignment,
+  LLM, text similarity) at equal weights, each at unit logit spread: phase 3's starting
+  point (its tuned expert starts as the similarity expert and is not counted twice);
+- PAD, fused, tuned expert trained: PAD's five experts, the tuned one as phase 3 trained
+  it, back at equal weights (PAD's fitted fusion restarted): what the gate adds;
 - PAD, paper recipe: the paper's three experts, phase 3 as the paper trains it
   (eq. 11's gate trained jointly with the experts on the training targets);
-- PAD, paper's three experts: pad's phase 3 without the text-similarity expert;
+- PAD, paper's three experts: pad's phase 3 over the paper's three experts;
 - SASRec + text similarity: pad's phase 3 over the ID and text-similarity experts
   only — what PAD's alignment and LLM experts add beyond an ID model and text
   similarity, fused the same way; fitted at both fusion rates (0.05 and 0.01),
   the row keeping the one its held-out validation prefers (the control gets a
   choice PAD does not);
-- PAD: phase 3 as pad trains it (four experts; the fusion fitted on held-out
-  interactions, each target against its 100 best-scored rivals);
-- PAD + tuned similarity, SASRec + text similarity + tuned similarity: pad's
-  phase 3 with the tuned-similarity expert (an option, not the default) added
-  to PAD's four experts and to the `id,sim` control.
+- SASRec + text similarity + tuned similarity: the same with the tuned expert;
+- PAD, four experts: pad's phase 3 without the tuned expert (its default until the
+  tuned expert joined);
+- PAD: phase 3 as pad trains it (five experts; the tuned expert trained alone, then
+  the fusion fitted on held-out interactions, each target against its 100
+  best-scored rivals).
 
-Every trained artifact and every evaluation is kept under --work, so a rerun
+Every variant names its experts, so a default that changes never changes what a
+kept artifact stands for. Every trained artifact and every evaluation is kept under --work, so a rerun
 resumes; several processes may share --work (e.g. one per loss). The tables go to
-bench/RESULTS.md (section "quality").
+bench/RESULTS.md, one section per dataset ("quality: <dataset>").
 
     PAD_DATA_HOME=../shared/datasets python bench/quality.py [--datasets prime_pantry amazon_scientific]
         [--losses bce ce] [--seeds 0 1 2] [--work runs/bench-quality] [--set threads=1]
@@ -45,26 +50,27 @@ from pathlib import Path
 
 import numpy as np
 
-from common import ROOT, SOURCES, TITLES, cached, cells, machine, mean_std, parse_set, prepare, trained, write_section
+from common import ROOT, SOURCES, TITLES, cached, cells, commit, machine, mean_std, parse_set, prepare, trained, write_section
 from padcore import steps
 from padcore.config import PAPER_EXPERTS
 from padcore.dataset import load_dataset
 
 ROWS = ("SASRec", "SASRec x3", "alignment expert", "2 SASRecs + alignment expert", "text similarity", "PAD, fused",
-        "PAD, paper recipe", "PAD, paper's three experts", "SASRec + text similarity", "PAD", "PAD + tuned similarity",
-        "SASRec + text similarity + tuned similarity")
+        "PAD, fused, tuned expert trained", "PAD, paper recipe", "PAD, paper's three experts",
+        "SASRec + text similarity", "SASRec + text similarity + tuned similarity", "PAD, four experts", "PAD")
 ROW_NOTE = ("SASRec x3 = the equal-weight logit average of the ID models of seeds s, s+3, s+6; 2 SASRecs + "
             "alignment expert = PAD's ID expert, the seed s+3 ID model and PAD's alignment expert at equal weights; "
-            "text similarity = PAD's text-similarity expert alone (no training); PAD, fused = PAD's four experts at "
-            "equal weights, each at unit logit spread (phase 3's starting point); PAD, paper recipe = the paper's "
-            "three experts, phase 3 as the paper trains it (`fusion=paper experts=id,align,llm`); PAD, paper's "
-            "three experts = pad's phase 3 without the text-similarity expert (`experts=id,align,llm`); SASRec + text "
-            "similarity = pad's phase 3 over the ID and text-similarity experts only (`experts=id,sim`), at the fusion "
-            "rate (0.05 or 0.01) its held-out validation prefers; PAD = phase "
-            "3 as pad trains it (four experts, `fusion=bucket`, each held-out target against its 100 best-scored "
-            "rivals); PAD + tuned similarity = PAD with the tuned-similarity expert added "
-            "(`experts=id,align,llm,sim,tuned`); SASRec + text similarity + tuned similarity = "
-            "`experts=id,sim,tuned`.")
+            "text similarity = PAD's text-similarity expert alone (no training); PAD, fused = PAD's ID, alignment, "
+            "LLM and text-similarity experts at equal weights, each at unit logit spread (phase 3's starting point; "
+            "the tuned expert starts as the similarity expert); PAD, fused, tuned expert trained = PAD's five "
+            "experts, the tuned one trained, back at equal weights (what the gate adds); PAD, paper recipe = the "
+            "paper's three experts, phase 3 as the paper trains it (`fusion=paper experts=id,align,llm`); PAD, "
+            "paper's three experts = pad's phase 3 over them (`experts=id,align,llm`); SASRec + text similarity = "
+            "pad's phase 3 over the ID and text-similarity experts only (`experts=id,sim`), at the fusion rate "
+            "(0.05 or 0.01) its held-out validation prefers; SASRec + text similarity + tuned similarity = "
+            "`experts=id,sim,tuned`; PAD, four experts = `experts=id,align,llm,sim` (the default before the tuned "
+            "expert joined); PAD = phase 3 as pad trains it (five experts, `fusion=bucket`: the tuned expert "
+            "trained alone, then the fusion fitted on held-out targets, each against its 100 best-scored rivals).")
 CONTROL_RATES = (0.05, 0.01)  # "SASRec + text similarity" is fitted at both; validation picks
 EXTRA_SEEDS = (3, 6)  # the other ID models of seed s's controls are seeds s+3 and s+6
 
@@ -80,11 +86,12 @@ def run(work: Path, name: str, loss: str, seed: int, options: dict) -> dict[str,
     phase1, phase2 = run_dir / "pretrain", run_dir / "align"
     trained(phase1, lambda out: steps.pretrain(dataset, out, seed=seed, loss=loss, **options))
     trained(phase2, lambda out: steps.align(dataset, text, phase1, out))
-    variants = {"bucket": {}, "equal": {"fusion": "equal"}, "sim": {"experts": "sim"},
+    four, five = "id,align,llm,sim", "id,align,llm,sim,tuned"
+    variants = {"bucket": {"experts": four}, "equal": {"fusion": "equal", "experts": four}, "sim": {"experts": "sim"},
                 "paper": {"fusion": "paper", "experts": PAPER_EXPERTS},
                 "w-o-text-similarity-expert": {"experts": PAPER_EXPERTS},  # shared with bench/reproduce.py's Fig. 5(b)
                 **{f"id-sim-{rate}": {"experts": "id,sim", "fusion_lr": rate} for rate in CONTROL_RATES},
-                "tuned": {"experts": "id,align,llm,sim,tuned"}, "id-sim-tuned": {"experts": "id,sim,tuned"}}
+                "tuned": {"experts": five}, "id-sim-tuned": {"experts": "id,sim,tuned"}}
     for key, opts in variants.items():
         trained(run_dir / f"finetune-{key}", lambda out, o=opts: steps.finetune(dataset, text, phase1, phase2, out, **o))
     ids = {k: base / f"id-seed{seed + k}" for k in EXTRA_SEEDS}
@@ -95,6 +102,12 @@ def run(work: Path, name: str, loss: str, seed: int, options: dict) -> dict[str,
 
     def ensemble(folders) -> dict:
         return {"test": evaluate(load_members(folders, ds, table), ds), "members": [str(f) for f in folders]}
+
+    def restarted(folder: Path) -> dict:
+        """A fitted phase 3 with its fusion back at its start (equal weights, unit spreads)."""
+        members = load_members([folder], ds, table)
+        members.members[0].fusion.restart()
+        return {"test": evaluate(members, ds), "model": str(folder)}
 
     def metrics(folder: Path) -> dict:
         return json.loads((folder / "metrics.json").read_text())
@@ -107,13 +120,15 @@ def run(work: Path, name: str, loss: str, seed: int, options: dict) -> dict[str,
                                                lambda: ensemble([phase1, ids[3], phase2])),
         "text similarity": metrics(run_dir / "finetune-sim"),
         "PAD, fused": metrics(run_dir / "finetune-equal"),
+        "PAD, fused, tuned expert trained": cached(run_dir / "pad-restarted.json",
+                                                   lambda: restarted(run_dir / "finetune-tuned")),
         "PAD, paper recipe": metrics(run_dir / "finetune-paper"),
         "PAD, paper's three experts": metrics(run_dir / "finetune-w-o-text-similarity-expert"),
         "SASRec + text similarity": metrics(max((run_dir / f"finetune-id-sim-{rate}" for rate in CONTROL_RATES),
                                                 key=held_out)),
-        "PAD": metrics(run_dir / "finetune-bucket"),
-        "PAD + tuned similarity": metrics(run_dir / "finetune-tuned"),
         "SASRec + text similarity + tuned similarity": metrics(run_dir / "finetune-id-sim-tuned"),
+        "PAD, four experts": metrics(run_dir / "finetune-bucket"),
+        "PAD": metrics(run_dir / "finetune-tuned"),
     }
 
 
@@ -147,6 +162,9 @@ def phase_table(runs: dict[int, dict[str, dict]]) -> str:
         phases = [r["SASRec"], r["alignment expert"], r["PAD"]]
         cols = [f"{m['epochs']} ep. (best {m['best_epoch']}), {m['seconds_per_epoch']:.1f} s/ep., "
                 f"{m['wall_seconds']:.0f} s" for m in phases]
+        tuned = r["PAD"].get("tuned_expert")
+        if tuned:
+            cols[-1] += f" (the tuned expert: {tuned['epochs']} ep., best {tuned['best_epoch']})"
         fusion = r["PAD"].get("fusion", {})
         w = fusion.get("weights", [])[1:]
         weights = f"{' / '.join(fusion['experts'])}: {_w(w[0])} → {_w(w[-1])}" if w else "—"
@@ -162,28 +180,29 @@ def pooled_std(a: list[float], b: list[float]) -> float:
     return float(np.sqrt((np.var(a, ddof=1) + np.var(b, ddof=1)) / 2)) if len(a) > 1 else 0.0
 
 
-def targets(results: dict[tuple[str, str], dict[int, dict]]) -> str:
-    """The issue's targets, measured."""
-    lines = ["| dataset, loss | PAD vs PAD, fused: HR / nDCG gap (2 × pooled std) | PAD / SASRec x3: HR (cold) | "
-             "PAD vs 2 SASRecs + align: HR gap (2 × pooled std) | PAD vs SASRec + text similarity: HR / nDCG gap "
-             "(2 × pooled std) | PAD − PAD, fused, HR per seed | phase-3 best epochs (both folds) |",
-             "|---|---|---|---|---|---|---|"]
-    for (name, loss), runs in results.items():
+def targets(title: str, results: dict[str, dict[int, dict]]) -> str:
+    """The issue's targets, measured, for one dataset (a row per loss)."""
+    lines = ["| dataset, loss | PAD vs PAD, fused: HR / nDCG gap (2 × pooled std) | PAD vs PAD, fused, tuned expert "
+             "trained (the gate's share): HR / nDCG gap | PAD / SASRec x3: HR (cold) | PAD vs 2 SASRecs + align: HR "
+             "gap | PAD vs SASRec + text similarity + tuned similarity: HR / nDCG gap | PAD − PAD, fused, HR per seed "
+             "| phase-3 best epochs: fusion (both folds); tuned expert |", "|---|---|---|---|---|---|---|---|"]
+    for loss, runs in results.items():
         seeds = sorted(runs)
         v = {row: {k: [cells(runs[s][row])[k] for s in seeds] for k in ("hr@10", "ndcg@10", "cold hr@10")}
              for row in ROWS}
-        gaps = [f"{np.mean(v['PAD'][k]) - np.mean(v['PAD, fused'][k]):+.2f} ({2 * pooled_std(v['PAD'][k], v['PAD, fused'][k]):.2f})"
-                for k in ("hr@10", "ndcg@10")]
+
+        def gap(control: str, keys=("hr@10", "ndcg@10")) -> str:
+            return " / ".join(f"{np.mean(v['PAD'][k]) - np.mean(v[control][k]):+.2f} "
+                              f"({2 * pooled_std(v['PAD'][k], v[control][k]):.2f})" for k in keys)
+
         ratio = f"{np.mean(v['PAD']['hr@10']) / np.mean(v['SASRec x3']['hr@10']):.2f} " \
                 f"({np.mean(v['PAD']['cold hr@10']) / np.mean(v['SASRec x3']['cold hr@10']):.2f})"
-        control = v["2 SASRecs + alignment expert"]["hr@10"]
-        gap = f"{np.mean(v['PAD']['hr@10']) - np.mean(control):+.2f} ({2 * pooled_std(v['PAD']['hr@10'], control):.2f})"
-        sim = [f"{np.mean(v['PAD'][k]) - np.mean(v['SASRec + text similarity'][k]):+.2f} "
-               f"({2 * pooled_std(v['PAD'][k], v['SASRec + text similarity'][k]):.2f})" for k in ("hr@10", "ndcg@10")]
         paired = ", ".join(f"{a - b:+.2f}" for a, b in zip(v["PAD"]["hr@10"], v["PAD, fused"]["hr@10"]))
-        best = ", ".join("/".join(map(str, runs[s]["PAD"].get("fusion", {}).get("best_epochs", []))) for s in seeds)
-        lines.append(f"| {TITLES[name]}, {loss.upper()} | {' / '.join(gaps)} | {ratio} | {gap} | {' / '.join(sim)} "
-                     f"| {paired} | {best} |")
+        best = ", ".join("/".join(map(str, runs[s]["PAD"].get("fusion", {}).get("best_epochs", [])))
+                         + f"; {runs[s]['PAD'].get('tuned_expert', {}).get('best_epoch', '—')}" for s in seeds)
+        lines.append(f"| {title}, {loss.upper()} | {gap('PAD, fused')} | {gap('PAD, fused, tuned expert trained')} "
+                     f"| {ratio} | {gap('2 SASRecs + alignment expert', ('hr@10',))} "
+                     f"| {gap('SASRec + text similarity + tuned similarity')} | {paired} | {best} |")
     return "\n".join(lines)
 
 
@@ -199,27 +218,28 @@ def main() -> None:
     args = ap.parse_args()
     options = parse_set(args.set)
 
-    results: dict[tuple[str, str], dict[int, dict]] = {}
     for name in args.datasets:
-        for loss in args.losses:
-            results[(name, loss)] = {seed: run(args.work, name, loss, seed, options) for seed in args.seeds}
-    parts = []
-    for (name, loss), runs in results.items():
-        parts += [f"### {TITLES[name]}, {loss.upper()}", "", table(runs), "", "PAD's phases:", "", phase_table(runs), ""]
-    parts += ["### Targets", "", "Gaps are PAD minus the control, mean over the seeds, with twice the pooled seed "
-              "standard deviation in brackets (the issue's test; the seeds' spread includes what every row shares, so the "
-              "per-seed gaps say whether a gain is consistent); phase-3 best epochs are per seed, each cross-fitting "
-              "fold's.", "", targets(results), ""]
-    text = "\n".join(parts)
-    print(text)
-    if not args.no_write:
-        seeds = ", ".join(map(str, args.seeds))
-        section = (f"## quality\n\n`bench/quality.py`: PAD against the controls that could explain its gain, "
-                   f"same protocol, seeds and ranking code. {ROW_NOTE} Test split, percent, mean ± sample std over "
-                   f"seeds {seeds}; MiniLM text (offline). Machine: {machine()}.{' ' + args.note if args.note else ''} "
-                   f"Command: `PAD_DATA_HOME=../shared/datasets python bench/quality.py"
-                   f"{''.join(' --set ' + s for s in args.set)}`.\n\n{text}\n")
-        write_section(ROOT / "RESULTS.md", "## quality", section)
+        results = {loss: {seed: run(args.work, name, loss, seed, options) for seed in args.seeds} for loss in args.losses}
+        parts = []
+        for loss, runs in results.items():
+            parts += [f"### {TITLES[name]}, {loss.upper()}", "", table(runs), "", "PAD's phases:", "",
+                      phase_table(runs), ""]
+        parts += [f"### {TITLES[name]}: targets", "", "Gaps are PAD minus the control, mean over the seeds, with twice "
+                  "the pooled seed standard deviation in brackets (the issue's test; the seeds' spread includes what "
+                  "every row shares, so the per-seed gaps say whether a gain is consistent); phase-3 best epochs are "
+                  "per seed: each cross-fitting fold's, then the tuned expert's own fit's.", "",
+                  targets(TITLES[name], results), ""]
+        text = "\n".join(parts)
+        print(text)
+        if not args.no_write:
+            heading = f"## quality: {TITLES[name]}"
+            section = (f"{heading}\n\n`bench/quality.py`: PAD against the controls that could explain its gain, same "
+                       f"protocol, seeds and ranking code. {ROW_NOTE} Test split, percent, mean ± sample std over seeds "
+                       f"{', '.join(map(str, args.seeds))}; MiniLM text (offline). Commit {commit()}. Machine: "
+                       f"{machine()}.{' ' + args.note if args.note else ''} Command: `PAD_DATA_HOME=../shared/datasets "
+                       f"python bench/quality.py --datasets {name}{''.join(' --set ' + s for s in args.set)}`."
+                       f"\n\n{text}\n")
+            write_section(ROOT / "RESULTS.md", heading, section)
 
 
 if __name__ == "__main__":

@@ -359,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="model artifact folder; rerun with the same --out to resume")
     _add_training_options(p)
     g = p.add_argument_group("experts")
-    g.add_argument("--experts", help="comma list of id,align,llm,sim,tuned (default id,align,llm,sim; the paper's: "
+    g.add_argument("--experts", help="comma list of id,align,llm,sim,tuned (default all five; the paper's: "
                    "id,align,llm; tuned = text similarity under a metric phase 3 learns)")
     g.add_argument("--fusion", help="bucket (default): per-bucket weights over the experts' logits, fitted on "
                    "held-out targets | global: one weight vector, so fitted (no gate) | paper: eq. 11's gate "

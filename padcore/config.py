@@ -12,7 +12,7 @@ from padcore.registry import ALIGN_LOSSES, BACKBONES, REC_LOSSES
 ALIGN_MODES = ("anchored", "non-anchored", "frozen")
 SCHEDULES = ("constant", "cosine")
 EXPERTS = ("id", "align", "llm", "sim", "tuned")
-DEFAULT_EXPERTS = ("id", "align", "llm", "sim")
+DEFAULT_EXPERTS = ("id", "align", "llm", "sim", "tuned")
 PAPER_EXPERTS = ("id", "align", "llm")  # the paper's three; `sim` and `tuned` are pad's own (README, "how pad differs")
 FUSIONS = ("bucket", "calibrated", "global", "paper", "equal")
 
@@ -51,7 +51,7 @@ class TrainConfig:
     text_hidden: int = option(256, "hidden width of the text-reduction MLP", low=1)
     experts: tuple[str, ...] = option(DEFAULT_EXPERTS, "phase-3 experts: id, align, llm (the paper's three), sim "
                                       "(text similarity, pad's) and tuned (text similarity under a metric phase 3 "
-                                      "learns, pad's; an option: better, slower); drop any for the ablation",
+                                      "learns, pad's); drop any for the ablation",
                                       choices=EXPERTS)
     sim_decay: float = option(0.5, "text-similarity experts: weight of an item `a` steps before the latest is "
                               "sim_decay^a (0 = the latest item alone, 1 = all alike)", low=0, high=1)

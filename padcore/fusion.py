@@ -89,6 +89,12 @@ class BucketGate(nn.Module):
         state_dict.setdefault(prefix + "spread", torch.ones_like(self.spread))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
+    def restart(self) -> None:
+        """Back to phase 3's start: equal weights in every bucket, each expert's logits at unit spread."""
+        with torch.no_grad():
+            self.logits.zero_()
+            self.log_temperature.copy_(-self.spread.log())
+
     def scales(self) -> torch.Tensor:
         """[n_experts] what each expert's logits are multiplied by (before its bucket weight)."""
         return self.log_temperature.exp()

@@ -286,8 +286,26 @@ def test_the_learned_fusion_hands_cold_items_to_the_text_experts(chained, tmp_pa
     phases.finetune(chained / "dataset", chained / "text", chained / "m1", chained / "m2", tmp_path / "equal",
                     fusion="equal")
     equal = id_share(tmp_path / "equal")
-    assert np.allclose(equal, 1 / 4)  # the start: every expert at unit spread, equal weights
+    assert np.allclose(equal, 1 / 5)  # the start: every expert at unit spread, equal weights
     assert not handed_over(equal)  # the check fails for a gate that does not learn
+
+
+def test_a_restarted_fusion_scores_as_the_untrained_one(chained, tmp_path):
+    """`BucketGate.restart` takes a fitted fusion back to phase 3's start: the fitted model then scores as
+    `fusion=equal` over the same experts does (bench/quality.py's "PAD, fused, tuned expert trained")."""
+    from padcore.checkpoint import load_model
+    from padcore.ensemble import evaluate
+
+    ds = load_dataset(chained / "dataset")
+    model = load_model(chained / "m3", np.load(chained / "text" / EMBEDDINGS)).eval()
+    fitted = evaluate(model, ds)
+    model.fusion.restart()
+    restarted = evaluate(model, ds)
+    assert fitted["ndcg@10"] != pytest.approx(restarted["ndcg@10"])
+    phases.finetune(chained / "dataset", chained / "text", chained / "m1", chained / "m2", tmp_path / "equal",
+                    fusion="equal")  # the tuned expert trained as m3's was (same seed), the fusion left at its start
+    assert restarted["ndcg@10"] == pytest.approx(metrics(tmp_path / "equal")["test"]["ndcg@10"])
+    assert restarted["hr@10"] == pytest.approx(metrics(tmp_path / "equal")["test"]["hr@10"])
 
 
 def test_llm_train_rec_trains_the_llm_expert_alone_before_the_fusion(trained, world, tmp_path):
@@ -329,7 +347,7 @@ def test_valid_users_bounds_the_phase_3_fusion_fit(trained, world, tmp_path, mon
 
     monkeypatch.setattr(pad, "fit", spy)
     phases.finetune(world / "dataset", world / "text", trained / "m1", trained / "m2", tmp_path / "m3", valid_users=41)
-    assert seen == [(20, 21), (21, 20)]
+    assert seen[1:] == [(20, 21), (21, 20)]  # seen[0]: the tuned expert's own fit, on the training split
 
 
 def test_rival_softmax_is_the_cross_entropy_against_the_best_scored_other_items():

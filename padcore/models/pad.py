@@ -8,11 +8,11 @@
   (phase-2 weights), an LLM expert (text only: MLP + backbone, started from the
   alignment expert's) and — pad's addition, not the paper's — a text-similarity
   expert (no parameters: an item's text cosine to the user's recent items, the
-  text view that training takes away from the other text experts) and, on
-  request, a tuned-similarity expert (the same under a low-rank metric phase 3
-  learns with L_REC, starting from the similarity expert's ranking), fused per
-  candidate item by its frequency bucket (padcore/fusion.py). `experts` picks
-  them (the paper's three: `id,align,llm`). How the fusion learns is `fusion`:
+  text view that training takes away from the other text experts) and a
+  tuned-similarity expert (the same under a low-rank metric phase 3 learns with
+  L_REC, starting from the similarity expert's ranking), fused per candidate
+  item by its frequency bucket (padcore/fusion.py). `experts` picks them (the
+  paper's three: `id,align,llm`). How the fusion learns is `fusion`:
   - `bucket` (default): the experts are kept as trained; per-bucket weights over
     their logits (and a temperature per expert) are fitted with cross-entropy on
     interactions no expert trained on — the validation targets of a random half of
@@ -125,10 +125,9 @@ def init_spreads(model: PadModel, ctx: StageContext) -> None:
     their scale (a cosine's spread is ~1/40 of an ID model's logits'); weight decay then pulls each
     temperature back toward 1, the experts' own scale (on seed 0 of both datasets this held-out nDCG@10
     4.75 / 8.75 where the fit without that pull, at unit spread, reached 4.49 / 8.64)."""
-    spread = logit_spreads(model, ctx.data.valid.inputs)
     with torch.no_grad():
-        model.fusion.spread.copy_(spread)
-        model.fusion.log_temperature.copy_(-spread.log())
+        model.fusion.spread.copy_(logit_spreads(model, ctx.data.valid.inputs))
+    model.fusion.restart()
 
 
 SPREAD_USERS = 1024  # validation users whose logits measure each expert's spread
@@ -388,7 +387,7 @@ FINETUNE = Stage("finetune", build_triple, needs=("pretrain", "align"), init=ini
                  defaults={"lr": 1e-3, **{k: TrainConfig.__dataclass_fields__[k].default for k in PHASE3_OPTIONS}})
 
 register(ModelSpec(
-    name="pad", title="PAD", summary="pre-train, align (L_REC + MK-MMD), disentangle (four experts, "
+    name="pad", title="PAD", summary="pre-train, align (L_REC + MK-MMD), disentangle (five experts, "
     "frequency-aware fusion)", stages=(PRETRAIN, ALIGN, FINETUNE),
 ))
 
