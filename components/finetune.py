@@ -24,8 +24,8 @@ def finetune(
     checkpoint_root: str = "",
     run_id: str = "",
 ) -> None:
-    """Fuse the ID, alignment, LLM and text-similarity experts with the frequency-aware gate; report them
-    against the backbone."""
+    """Train the tuned-similarity expert, then fuse it with the ID, alignment, LLM and text-similarity experts by
+    the frequency-aware gate; report them against the backbone."""
     from components.base import training_options, work_folder
     from components.reports import publish_training
     from padcore.steps import finetune as step
