@@ -80,12 +80,14 @@ def machine() -> str:
 
 
 def commit() -> str:
-    """The code measured: the checkout's short commit, marked when pad's code differs from it."""
-    git = ["git", "-C", str(ROOT.parent)]
-    head = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(git + ["status", "--porcelain", "--", "padcore", "pad", "bench/*.py"], capture_output=True,
-                           text=True).stdout.strip()
-    return f"{head or 'unknown'}{' with uncommitted changes' if dirty else ''}"
+    """The code measured: the checkout's short commit and its `padcore` tree (the same tree = the same training and
+    ranking code, whatever the commit), marked when pad's code differs from them."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(ROOT.parent), *args], capture_output=True, text=True).stdout.strip()
+
+    head, tree = git("rev-parse", "--short", "HEAD"), git("rev-parse", "--short", "HEAD:padcore")
+    dirty = git("status", "--porcelain", "--", "padcore", "pad", "bench/*.py")
+    return f"{head or 'unknown'} (padcore tree {tree or 'unknown'}){' with uncommitted changes' if dirty else ''}"
 
 
 def write_section(path: Path, heading: str, body: str) -> None:

@@ -44,13 +44,26 @@ PAPER = {"id": (2.6338, 1.2926), "hybrid": (3.1000, 1.5606), "morec": (3.1699, 1
 PAPER_T3 = {"gru4rec": ((1.7248, 0.8227), (2.5484, 1.2307)), "caser": ((0.6526, 0.4136), (1.4063, 0.5507))}
 ALIGN_MODES = ("anchored", "non-anchored", "frozen")
 KERNELS = ("gaussian", "laplacian", "linear", "cosine", "infonce")
-ABLATIONS = {  # Fig. 5(b): label -> phase-3 options (pad's PAD has a fourth expert, text similarity)
-    "PAD": {}, "w/o ID expert": {"experts": "align,llm,sim"}, "w/o alignment expert": {"experts": "id,llm,sim"},
-    "w/o LLM expert": {"experts": "id,align,sim"}, "w/o text-similarity expert": {"experts": "id,align,llm"},
+FIVE = "id,align,llm,sim,tuned"  # PAD's default phase 3; pinned, so a kept run never changes meaning
+ABLATIONS = {  # Fig. 5(b): label -> phase-3 options (pad's PAD has two experts of its own: text and tuned similarity)
+    "PAD": {}, "w/o ID expert": {"experts": "align,llm,sim,tuned"},
+    "w/o alignment expert": {"experts": "id,llm,sim,tuned"}, "w/o LLM expert": {"experts": "id,align,sim,tuned"},
+    "w/o tuned-similarity expert": {"experts": "id,align,llm,sim"},
+    "w/o both similarity experts": {"experts": "id,align,llm"},
     "ID expert only": {"experts": "id"}, "alignment expert only": {"experts": "align"},
     "LLM expert only": {"experts": "llm"}, "text-similarity expert only": {"experts": "sim"},
-    "no gate (one weight vector)": {"fusion": "global"},
+    "tuned-similarity expert only": {"experts": "tuned"}, "no gate (one weight vector)": {"fusion": "global"},
 }
+# phase-3 runs bench/quality.py also trains, under its names (experts -> folder label)
+SHARED = {FIVE: "tuned", "id,align,llm,sim": "bucket", "id,align,llm": "w-o-text-similarity-expert", "sim": "sim"}
+
+
+def phase3_label(options: dict) -> str:
+    """The folder label of a phase-3 run: by what it holds (its experts and fusion), quality's name where shared."""
+    experts = options.get("experts", FIVE)
+    if set(options) <= {"experts"} and experts in SHARED:
+        return SHARED[experts]
+    return slug(experts + "-" + options.get("fusion", "bucket"))
 
 
 class Runs:
@@ -76,14 +89,14 @@ class Runs:
         trained(out, lambda o: steps.align(self.dataset, self.text, self.pretrain(loss, seed, backbone), o, **opts))
         return out
 
-    def pad(self, loss: str, seed: int, backbone: str = "sasrec", align: dict | None = None,
-            label: str = "bucket", **finetune) -> Path:
-        """PAD's phase 3 (`label` names the variant) on the given alignment variant."""
+    def pad(self, loss: str, seed: int, backbone: str = "sasrec", align: dict | None = None, **finetune) -> Path:
+        """PAD's phase 3 (its five experts unless `experts` says) on the given alignment variant."""
         phase2 = self.align(loss, seed, backbone, **(align or {}))
+        label = phase3_label(finetune)
         suffix = label if phase2.name == "align" else f"{label}-{phase2.name}"
         out = phase2.parent / f"finetune-{suffix}"
         trained(out, lambda o: steps.finetune(self.dataset, self.text, self.pretrain(loss, seed, backbone), phase2, o,
-                                              **finetune))
+                                              **{"experts": FIVE, **finetune}))
         return out
 
     def model(self, name: str, loss: str, seed: int) -> Path:
@@ -93,7 +106,7 @@ class Runs:
         if name == "pad":
             return self.pad(loss, seed)
         if name == "sim":  # shared with bench/quality.py's "text similarity" row
-            return self.pad(loss, seed, label="sim", experts="sim")
+            return self.pad(loss, seed, experts="sim")
         out = self.folder(loss, seed, name)
         starts_from_ids = "pretrain" in (s.name for s in MODELS[name].stages)
         reuse = {"pretrain": self.pretrain(loss, seed)} if starts_from_ids else {}
@@ -322,8 +335,8 @@ def main() -> None:
             runs, fs, {k: lambda r, seed, k=k: r.pad("bce", seed, align={} if k == "gaussian" else {"kernel": k})
                        for k in KERNELS}, "kernel", figures / "fig5a.png")),
         "fig5b": ("Fig. 5(b): experts and gate (BCE)", lambda: variant_table(
-            runs, fs, {label: lambda r, seed, o=o, label=label: r.pad("bce", seed, label=slug(label), **o) if o
-                       else r.pad("bce", seed) for label, o in ABLATIONS.items()}, "phase-3 variant",
+            runs, fs, {label: lambda r, seed, o=o: r.pad("bce", seed, **o) for label, o in ABLATIONS.items()},
+            "phase-3 variant",
             figures / "fig5b.png")),
     }
     over = ", ".join(map(str, s)) + ("" if fs == s else f" (Table 2) and {', '.join(map(str, fs))} (the rest)")
