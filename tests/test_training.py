@@ -261,10 +261,12 @@ def chained(tmp_path_factory):
     phases.pretrain(root / "dataset", root / "m1", **FAST)
     phases.align(root / "dataset", root / "text", root / "m1", root / "m2")
     phases.finetune(root / "dataset", root / "text", root / "m1", root / "m2", root / "m3")
+    # the same experts (the tuned one trained as m3's was: same seed), the fusion left at its start
+    phases.finetune(root / "dataset", root / "text", root / "m1", root / "m2", root / "equal", fusion="equal")
     return root
 
 
-def test_the_learned_fusion_hands_cold_items_to_the_text_experts(chained, tmp_path):
+def test_the_learned_fusion_hands_cold_items_to_the_text_experts(chained):
     """Only IDs know the popular targets of the chained world, only text places the cold ones: the fitted gate
     must give the ID expert the warm buckets and the text experts the cold ones; the untrained (equal) fusion,
     which does not, must fail the same check."""
@@ -283,14 +285,12 @@ def test_the_learned_fusion_hands_cold_items_to_the_text_experts(chained, tmp_pa
     learned = id_share(chained / "m3")
     assert handed_over(learned), learned
     assert metrics(chained / "m3")["best_epoch"] >= 1
-    phases.finetune(chained / "dataset", chained / "text", chained / "m1", chained / "m2", tmp_path / "equal",
-                    fusion="equal")
-    equal = id_share(tmp_path / "equal")
+    equal = id_share(chained / "equal")
     assert np.allclose(equal, 1 / 5)  # the start: every expert at unit spread, equal weights
     assert not handed_over(equal)  # the check fails for a gate that does not learn
 
 
-def test_a_restarted_fusion_scores_as_the_untrained_one(chained, tmp_path):
+def test_a_restarted_fusion_scores_as_the_untrained_one(chained):
     """`BucketGate.restart` takes a fitted fusion back to phase 3's start: the fitted model then scores as
     `fusion=equal` over the same experts does (bench/quality.py's "PAD, fused, tuned expert trained")."""
     from padcore.checkpoint import load_model
@@ -302,10 +302,8 @@ def test_a_restarted_fusion_scores_as_the_untrained_one(chained, tmp_path):
     model.fusion.restart()
     restarted = evaluate(model, ds)
     assert fitted["ndcg@10"] != pytest.approx(restarted["ndcg@10"])
-    phases.finetune(chained / "dataset", chained / "text", chained / "m1", chained / "m2", tmp_path / "equal",
-                    fusion="equal")  # the tuned expert trained as m3's was (same seed), the fusion left at its start
-    assert restarted["ndcg@10"] == pytest.approx(metrics(tmp_path / "equal")["test"]["ndcg@10"])
-    assert restarted["hr@10"] == pytest.approx(metrics(tmp_path / "equal")["test"]["hr@10"])
+    assert restarted["ndcg@10"] == pytest.approx(metrics(chained / "equal")["test"]["ndcg@10"])
+    assert restarted["hr@10"] == pytest.approx(metrics(chained / "equal")["test"]["hr@10"])
 
 
 def test_llm_train_rec_trains_the_llm_expert_alone_before_the_fusion(trained, world, tmp_path):
