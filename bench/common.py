@@ -23,12 +23,16 @@ GROUPS = ("warm", "median", "cold")
 
 
 def prepare(work: Path, name: str) -> tuple[Path, Path]:
-    """The dataset and MiniLM text artifacts of a benchmark dataset (made once)."""
+    """The dataset and MiniLM text artifacts of a benchmark dataset (made once; processes sharing `work` wait for
+    the one that makes them)."""
     dataset, text = work / name / "dataset", work / name / "text"
-    if not (dataset / "meta.json").is_file():
-        steps.preprocess(SOURCES[name].format(home=data_home()), dataset)
-    if not (text / "meta.json").is_file():
-        steps.embed(dataset, text, encoder="minilm")
+    dataset.parent.mkdir(parents=True, exist_ok=True)
+    with open(dataset.parent / ".prepare.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (dataset / "meta.json").is_file():
+            steps.preprocess(SOURCES[name].format(home=data_home()), dataset)
+        if not (text / "meta.json").is_file():
+            steps.embed(dataset, text, encoder="minilm")
     return dataset, text
 
 
