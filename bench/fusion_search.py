@@ -8,9 +8,10 @@ s_e(u, i)), maximising nDCG@10 itself on the validation targets of one half of t
 users, scored on the other half, and the other way round. It reports, on the
 held-out halves:
 
-- equal: the experts at equal weights (PAD, fused; phase 3's starting point);
-- learned: the fusion phase 3 fitted (`finetune-bucket`; it saw those targets in
-  its own cross-fitting, so it is slightly favoured);
+- equal: the same experts at equal weights, each at unit spread (the fusion's
+  start; for PAD, "PAD, fused, tuned expert trained");
+- learned: the fusion phase 3 fitted (it saw those targets in its own
+  cross-fitting, so it is slightly favoured);
 - searched: the coordinate search (its in-sample score beside it: the gap is
   how much it fits noise);
 - fitted, in sample: phase 3's own fit (`HeldOutObjective`, from the equal-weight
@@ -20,12 +21,13 @@ held-out halves:
   should let the shipped fit score above it.
 
 The search is greedy over a coarse grid, a second opinion rather than a bound. It
-reads the runs of bench/quality.py (same --work) and holds every validation score
-of the experts in memory (4 x [users, items] float32: 1.7 GB on Prime
-Pantry): a diagnostic for catalogues of that size.
+reads the phase-3 runs of bench/quality.py (same --work): PAD's (`--models pad`, five
+experts) and the four-expert one (`four`), and holds every validation score of the
+experts in memory (5 x [users, items] float32: 2.1 GB on Prime Pantry): a diagnostic
+for catalogues of that size.
 
     PAD_DATA_HOME=../shared/datasets python bench/fusion_search.py [--datasets ...] [--losses bce ce]
-        [--seeds 0 1 2] [--work runs/bench-quality]
+        [--seeds 0 1 2] [--models pad four] [--work runs/bench-quality]
 """
 
 from __future__ import annotations
@@ -103,13 +105,19 @@ def fitted_in_sample(model, experts: FrozenExperts, cfg: TrainConfig, split: Eva
     return coef, max(h["valid_ndcg@10"] for h in result.history)
 
 
-def compare(work: Path, name: str, loss: str, seed: int, sweeps: int) -> dict[str, float]:
+MODELS = {"pad": "tuned", "four": "bucket"}  # -> bench/quality.py's phase-3 folder (finetune-<name>)
+TITLE = {"pad": "five (PAD)", "four": "four"}
+
+
+def compare(work: Path, name: str, loss: str, seed: int, sweeps: int, model_name: str) -> dict[str, float]:
     root = work / name
     ds = load_dataset(root / "dataset")
     text = load_text(root / "text", ds)
-    run = root / loss / f"seed{seed}"
-    model = load_model(run / "finetune-equal", text)  # the experts and an untrained bucket fusion
-    cfg = TrainConfig.from_options(json.loads((run / "finetune-bucket" / "config.json").read_text())["config"])
+    run = root / loss / f"seed{seed}" / f"finetune-{MODELS[model_name]}"
+    model = load_model(run, text)
+    learned = coefficients(model.fusion)
+    model.fusion.restart()  # the experts, and the fusion at phase 3's start
+    cfg = TrainConfig.from_options(json.loads((run / "config.json").read_text())["config"])
     split = split_tensors(ds, cfg.max_len).valid
     experts = frozen(model, split)
     scores = experts.kept
@@ -117,7 +125,6 @@ def compare(work: Path, name: str, loss: str, seed: int, sweeps: int) -> dict[st
     users = torch.randperm(len(split.targets), generator=torch.Generator().manual_seed(seed))
     halves = users[: len(users) // 2], users[len(users) // 2 :]
     equal = coefficients(model.fusion) * len(scores)  # equal weights, each expert at unit spread
-    learned = coefficients(load_model(run / "finetune-bucket", text).fusion)
     out: dict[str, list[float]] = {k: [] for k in KEYS}
     for fit_rows, held_out in (halves, halves[::-1]):
         coef, in_sample = search(scores, equal, buckets, split, fit_rows, sweeps)
@@ -136,23 +143,27 @@ def main() -> None:
     ap.add_argument("--losses", nargs="+", default=["bce", "ce"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--sweeps", type=int, default=1, help="passes of the coordinate search")
+    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS),
+                    help="pad: PAD's phase 3 (five experts); four: without the tuned expert")
     ap.add_argument("--work", type=Path, default=Path("runs/bench-quality"))
     ap.add_argument("--no-write", action="store_true", help="print the table without updating bench/RESULTS.md")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    lines = ["| dataset, loss | " + " | ".join(KEYS) + " |", "|---" * (len(KEYS) + 1) + "|"]
+    lines = ["| dataset, loss, experts | " + " | ".join(KEYS) + " |", "|---" * (len(KEYS) + 1) + "|"]
     for name in args.datasets:
         for loss in args.losses:
-            t0 = time.time()
-            runs = [compare(args.work, name, loss, s, args.sweeps) for s in args.seeds]
-            lines.append(f"| {TITLES[name]}, {loss.upper()} | "
-                         + " | ".join(mean_std([r[k] for r in runs]) for k in KEYS) + " |")
-            print(lines[-1], f"({time.time() - t0:.0f} s)", flush=True)
+            for model in args.models:
+                t0 = time.time()
+                runs = [compare(args.work, name, loss, s, args.sweeps, model) for s in args.seeds]
+                lines.append(f"| {TITLES[name]}, {loss.upper()}, {TITLE[model]} | "
+                             + " | ".join(mean_std([r[k] for r in runs]) for k in KEYS) + " |")
+                print(lines[-1], f"({time.time() - t0:.0f} s)", flush=True)
     table = "\n".join(lines)
     print(table)
     if not args.no_write:
         seeds = ", ".join(map(str, args.seeds))
         datasets = "" if args.datasets == list(TITLES) else " --datasets " + " ".join(args.datasets)
+        datasets += "" if args.losses == ["bce", "ce"] else " --losses " + " ".join(args.losses)
         write_section(ROOT / "RESULTS.md", "## quality: the fusion searched", (
             "## quality: the fusion searched\n\nValidation nDCG@10 (percent) on held-out halves of the users, "
             f"mean ± sample std over seeds {seeds}, of PAD's experts fused per frequency bucket: at equal weights, "

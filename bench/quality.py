@@ -36,7 +36,7 @@ and evaluated with the same code:
 Every variant names its experts, so a default that changes never changes what a
 kept artifact stands for. Every trained artifact and every evaluation is kept under --work, so a rerun
 resumes; several processes may share --work (e.g. one per loss). The tables go to
-bench/RESULTS.md, one section per dataset ("quality: <dataset>").
+bench/RESULTS.md, one section per dataset and loss ("quality: <dataset>, <LOSS>").
 
     PAD_DATA_HOME=../shared/datasets python bench/quality.py [--datasets prime_pantry amazon_scientific]
         [--losses bce ce] [--seeds 0 1 2] [--work runs/bench-quality] [--set threads=1]
@@ -219,27 +219,25 @@ def main() -> None:
     options = parse_set(args.set)
 
     for name in args.datasets:
-        results = {loss: {seed: run(args.work, name, loss, seed, options) for seed in args.seeds} for loss in args.losses}
-        parts = []
-        for loss, runs in results.items():
-            parts += [f"### {TITLES[name]}, {loss.upper()}", "", table(runs), "", "PAD's phases:", "",
-                      phase_table(runs), ""]
-        parts += [f"### {TITLES[name]}: targets", "", "Gaps are PAD minus the control, mean over the seeds, with twice "
-                  "the pooled seed standard deviation in brackets (the issue's test; the seeds' spread includes what "
-                  "every row shares, so the per-seed gaps say whether a gain is consistent); phase-3 best epochs are "
-                  "per seed: each cross-fitting fold's, then the tuned expert's own fit's.", "",
-                  targets(TITLES[name], results), ""]
-        text = "\n".join(parts)
-        print(text)
-        if not args.no_write:
-            heading = f"## quality: {TITLES[name]}"
-            section = (f"{heading}\n\n`bench/quality.py`: PAD against the controls that could explain its gain, same "
-                       f"protocol, seeds and ranking code. {ROW_NOTE} Test split, percent, mean ± sample std over seeds "
-                       f"{', '.join(map(str, args.seeds))}; MiniLM text (offline). Commit {commit()}. Machine: "
-                       f"{machine()}.{' ' + args.note if args.note else ''} Command: `PAD_DATA_HOME=../shared/datasets "
-                       f"python bench/quality.py --datasets {name}{''.join(' --set ' + s for s in args.set)}`."
-                       f"\n\n{text}\n")
-            write_section(ROOT / "RESULTS.md", heading, section)
+        for loss in args.losses:
+            runs = {seed: run(args.work, name, loss, seed, options) for seed in args.seeds}
+            title = f"{TITLES[name]}, {loss.upper()}"
+            text = "\n".join([table(runs), "", "PAD's phases:", "", phase_table(runs), "", "Targets (gaps are PAD minus "
+                              "the control, mean over the seeds, with twice the pooled seed standard deviation in "
+                              "brackets, the issue's test; the seeds' spread includes what every row shares, so the "
+                              "per-seed gaps say whether a gain is consistent; phase-3 best epochs are per seed: each "
+                              "cross-fitting fold's, then the tuned expert's own fit's):", "",
+                              targets(TITLES[name], {loss: runs}), ""])
+            print(f"### {title}\n\n{text}")
+            if not args.no_write:
+                heading = f"## quality: {title}"
+                section = (f"{heading}\n\n`bench/quality.py`: PAD against the controls that could explain its gain, "
+                           f"same protocol, seeds and ranking code. {ROW_NOTE} Test split, percent, mean ± sample std "
+                           f"over seeds {', '.join(map(str, args.seeds))}; MiniLM text (offline). Commit {commit()}. "
+                           f"Machine: {machine()}.{' ' + args.note if args.note else ''} Command: "
+                           f"`PAD_DATA_HOME=../shared/datasets python bench/quality.py --datasets {name} --losses {loss}"
+                           f"{''.join(' --set ' + s for s in args.set)}`.\n\n{text}\n")
+                write_section(ROOT / "RESULTS.md", heading, section)
 
 
 if __name__ == "__main__":
