@@ -34,8 +34,8 @@ and evaluated with the same code:
   best-scored rivals).
 
 Every variant names its experts, so a default that changes never changes what a
-kept artifact stands for. Every trained artifact and every evaluation is kept under --work, so a rerun
-resumes; several processes may share --work (e.g. one per loss). The tables go to
+kept artifact stands for. Every trained artifact and every evaluation is kept
+under --work, so a rerun resumes; several processes may share --work (e.g. one per loss). The tables go to
 bench/RESULTS.md, one section per dataset and loss ("quality: <dataset>, <LOSS>").
 
     PAD_DATA_HOME=../shared/datasets python bench/quality.py [--datasets prime_pantry amazon_scientific]
@@ -50,7 +50,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common import ROOT, SOURCES, TITLES, cached, cells, commit, machine, mean_std, parse_set, prepare, trained, write_section
+from common import (ROOT, SOURCES, TITLES, cached, cells, commit, machine, mean_std, parse_set, prepare, trained,
+                    write_section)
 from padcore import steps
 from padcore.config import PAPER_EXPERTS
 from padcore.dataset import load_dataset
