@@ -20,6 +20,9 @@ ROOT = Path(__file__).resolve().parent
 SOURCES = {"prime_pantry": "prime_pantry", "amazon_scientific": "files:{home}/amazon_scientific"}
 TITLES = {"prime_pantry": "Prime Pantry", "amazon_scientific": "Amazon Scientific"}
 GROUPS = ("warm", "median", "cold")
+# phase 3's expert sets, pinned: a kept run's folder never changes meaning with the default
+FIVE = "id,align,llm,sim,tuned"  # PAD (the default)
+FOUR = "id,align,llm,sim"  # PAD without the tuned expert
 
 
 def prepare(work: Path, name: str) -> tuple[Path, Path]:

@@ -35,8 +35,9 @@ and evaluated with the same code:
 
 Every variant names its experts, so a default that changes never changes what a
 kept artifact stands for. Every trained artifact and every evaluation is kept
-under --work, so a rerun resumes; several processes may share --work (e.g. one per loss). The tables go to
-bench/RESULTS.md, one section per dataset and loss ("quality: <dataset>, <LOSS>").
+under --work, so a rerun resumes; several processes may share --work (e.g. one
+per loss). The tables go to bench/RESULTS.md, one section per dataset and loss
+("quality: <dataset>, <LOSS>").
 
     PAD_DATA_HOME=../shared/datasets python bench/quality.py [--datasets prime_pantry amazon_scientific]
         [--losses bce ce] [--seeds 0 1 2] [--work runs/bench-quality] [--set threads=1]
@@ -50,8 +51,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common import (ROOT, SOURCES, TITLES, cached, cells, commit, machine, mean_std, parse_set, prepare, trained,
-                    write_section)
+from common import (FIVE, FOUR, ROOT, SOURCES, TITLES, cached, cells, commit, machine, mean_std, parse_set, prepare,
+                    trained, write_section)
 from padcore import steps
 from padcore.config import PAPER_EXPERTS
 from padcore.dataset import load_dataset
@@ -87,12 +88,11 @@ def run(work: Path, name: str, loss: str, seed: int, options: dict) -> dict[str,
     phase1, phase2 = run_dir / "pretrain", run_dir / "align"
     trained(phase1, lambda out: steps.pretrain(dataset, out, seed=seed, loss=loss, **options))
     trained(phase2, lambda out: steps.align(dataset, text, phase1, out))
-    four, five = "id,align,llm,sim", "id,align,llm,sim,tuned"
-    variants = {"bucket": {"experts": four}, "equal": {"fusion": "equal", "experts": four}, "sim": {"experts": "sim"},
+    variants = {"bucket": {"experts": FOUR}, "equal": {"fusion": "equal", "experts": FOUR}, "sim": {"experts": "sim"},
                 "paper": {"fusion": "paper", "experts": PAPER_EXPERTS},
                 "w-o-text-similarity-expert": {"experts": PAPER_EXPERTS},  # shared with bench/reproduce.py's Fig. 5(b)
                 **{f"id-sim-{rate}": {"experts": "id,sim", "fusion_lr": rate} for rate in CONTROL_RATES},
-                "tuned": {"experts": five}, "id-sim-tuned": {"experts": "id,sim,tuned"}}
+                "tuned": {"experts": FIVE}, "id-sim-tuned": {"experts": "id,sim,tuned"}}
     for key, opts in variants.items():
         trained(run_dir / f"finetune-{key}", lambda out, o=opts: steps.finetune(dataset, text, phase1, phase2, out, **o))
     ids = {k: base / f"id-seed{seed + k}" for k in EXTRA_SEEDS}
@@ -181,29 +181,28 @@ def pooled_std(a: list[float], b: list[float]) -> float:
     return float(np.sqrt((np.var(a, ddof=1) + np.var(b, ddof=1)) / 2)) if len(a) > 1 else 0.0
 
 
-def targets(title: str, results: dict[str, dict[int, dict]]) -> str:
-    """The issue's targets, measured, for one dataset (a row per loss)."""
+def targets(title: str, runs: dict[int, dict[str, dict]]) -> str:
+    """The issue's targets, measured, for one dataset and loss (`title`)."""
     lines = ["| dataset, loss | PAD vs PAD, fused: HR / nDCG gap (2 × pooled std) | PAD vs PAD, fused, tuned expert "
              "trained (the gate's share): HR / nDCG gap | PAD / SASRec x3: HR (cold) | PAD vs 2 SASRecs + align: HR "
              "gap | PAD vs SASRec + text similarity + tuned similarity: HR / nDCG gap | PAD − PAD, fused, HR per seed "
              "| phase-3 best epochs: fusion (both folds); tuned expert |", "|---|---|---|---|---|---|---|---|"]
-    for loss, runs in results.items():
-        seeds = sorted(runs)
-        v = {row: {k: [cells(runs[s][row])[k] for s in seeds] for k in ("hr@10", "ndcg@10", "cold hr@10")}
-             for row in ROWS}
+    seeds = sorted(runs)
+    v = {row: {k: [cells(runs[s][row])[k] for s in seeds] for k in ("hr@10", "ndcg@10", "cold hr@10")}
+         for row in ROWS}
 
-        def gap(control: str, keys=("hr@10", "ndcg@10")) -> str:
-            return " / ".join(f"{np.mean(v['PAD'][k]) - np.mean(v[control][k]):+.2f} "
-                              f"({2 * pooled_std(v['PAD'][k], v[control][k]):.2f})" for k in keys)
+    def gap(control: str, keys=("hr@10", "ndcg@10")) -> str:
+        return " / ".join(f"{np.mean(v['PAD'][k]) - np.mean(v[control][k]):+.2f} "
+                          f"({2 * pooled_std(v['PAD'][k], v[control][k]):.2f})" for k in keys)
 
-        ratio = f"{np.mean(v['PAD']['hr@10']) / np.mean(v['SASRec x3']['hr@10']):.2f} " \
-                f"({np.mean(v['PAD']['cold hr@10']) / np.mean(v['SASRec x3']['cold hr@10']):.2f})"
-        paired = ", ".join(f"{a - b:+.2f}" for a, b in zip(v["PAD"]["hr@10"], v["PAD, fused"]["hr@10"]))
-        best = ", ".join("/".join(map(str, runs[s]["PAD"].get("fusion", {}).get("best_epochs", [])))
-                         + f"; {runs[s]['PAD'].get('tuned_expert', {}).get('best_epoch', '—')}" for s in seeds)
-        lines.append(f"| {title}, {loss.upper()} | {gap('PAD, fused')} | {gap('PAD, fused, tuned expert trained')} "
-                     f"| {ratio} | {gap('2 SASRecs + alignment expert', ('hr@10',))} "
-                     f"| {gap('SASRec + text similarity + tuned similarity')} | {paired} | {best} |")
+    ratio = f"{np.mean(v['PAD']['hr@10']) / np.mean(v['SASRec x3']['hr@10']):.2f} " \
+            f"({np.mean(v['PAD']['cold hr@10']) / np.mean(v['SASRec x3']['cold hr@10']):.2f})"
+    paired = ", ".join(f"{a - b:+.2f}" for a, b in zip(v["PAD"]["hr@10"], v["PAD, fused"]["hr@10"]))
+    best = ", ".join("/".join(map(str, runs[s]["PAD"].get("fusion", {}).get("best_epochs", [])))
+                     + f"; {runs[s]['PAD'].get('tuned_expert', {}).get('best_epoch', '—')}" for s in seeds)
+    lines.append(f"| {title} | {gap('PAD, fused')} | {gap('PAD, fused, tuned expert trained')} "
+                 f"| {ratio} | {gap('2 SASRecs + alignment expert', ('hr@10',))} "
+                 f"| {gap('SASRec + text similarity + tuned similarity')} | {paired} | {best} |")
     return "\n".join(lines)
 
 
@@ -228,7 +227,7 @@ def main() -> None:
                               "brackets, the issue's test; the seeds' spread includes what every row shares, so the "
                               "per-seed gaps say whether a gain is consistent; phase-3 best epochs are per seed: each "
                               "cross-fitting fold's, then the tuned expert's own fit's):", "",
-                              targets(TITLES[name], {loss: runs}), ""])
+                              targets(title, runs), ""])
             print(f"### {title}\n\n{text}")
             if not args.no_write:
                 heading = f"## quality: {title}"

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from common import GROUPS, ROOT, SOURCES, TITLES, cells, machine, mean_std, parse_set, prepare, trained
+from common import FIVE, FOUR, GROUPS, ROOT, SOURCES, TITLES, cells, machine, mean_std, parse_set, prepare, trained
 from padcore import steps
 from padcore.backbones import TITLES as BACKBONE_TITLES
 from padcore.registry import MODELS
@@ -44,18 +44,17 @@ PAPER = {"id": (2.6338, 1.2926), "hybrid": (3.1000, 1.5606), "morec": (3.1699, 1
 PAPER_T3 = {"gru4rec": ((1.7248, 0.8227), (2.5484, 1.2307)), "caser": ((0.6526, 0.4136), (1.4063, 0.5507))}
 ALIGN_MODES = ("anchored", "non-anchored", "frozen")
 KERNELS = ("gaussian", "laplacian", "linear", "cosine", "infonce")
-FIVE = "id,align,llm,sim,tuned"  # PAD's default phase 3; pinned, so a kept run never changes meaning
 ABLATIONS = {  # Fig. 5(b): label -> phase-3 options (pad's PAD has two experts of its own: text and tuned similarity)
     "PAD": {}, "w/o ID expert": {"experts": "align,llm,sim,tuned"},
     "w/o alignment expert": {"experts": "id,llm,sim,tuned"}, "w/o LLM expert": {"experts": "id,align,sim,tuned"},
-    "w/o tuned-similarity expert": {"experts": "id,align,llm,sim"},
+    "w/o tuned-similarity expert": {"experts": FOUR},
     "w/o both similarity experts": {"experts": "id,align,llm"},
     "ID expert only": {"experts": "id"}, "alignment expert only": {"experts": "align"},
     "LLM expert only": {"experts": "llm"}, "text-similarity expert only": {"experts": "sim"},
     "tuned-similarity expert only": {"experts": "tuned"}, "no gate (one weight vector)": {"fusion": "global"},
 }
 # phase-3 runs bench/quality.py also trains, under its names (experts -> folder label)
-SHARED = {FIVE: "tuned", "id,align,llm,sim": "bucket", "id,align,llm": "w-o-text-similarity-expert", "sim": "sim"}
+SHARED = {FIVE: "tuned", FOUR: "bucket", "id,align,llm": "w-o-text-similarity-expert", "sim": "sim"}
 
 
 def phase3_label(options: dict) -> str:

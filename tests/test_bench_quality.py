@@ -31,7 +31,7 @@ def runs(quality, seeds=(0, 1, 2)):
 
 def test_targets_are_the_gaps_and_twice_the_pooled_std(quality):
     r = runs(quality)
-    row = quality.targets("World", {"bce": r}).splitlines()[-1]
+    row = quality.targets("World, BCE", r).splitlines()[-1]
     cells = [c.strip() for c in row.strip("|").split("|")]
     pad = np.array([r[s]["PAD"]["test"]["hr@10"] for s in r])
     for col, control in ((1, "PAD, fused"), (2, "PAD, fused, tuned expert trained"), (4, "2 SASRecs + alignment expert"),
