@@ -27,14 +27,15 @@ def engine_host() -> str:
     return os.environ.get("DOCKER_HOST") or DOCKER_SOCKET
 
 
-def engine():
-    """A docker SDK client of the engine at DOCKER_HOST; a PadError that says how to start one when none answers."""
+def engine(timeout: int = 60):
+    """A docker SDK client of the engine at DOCKER_HOST, waiting up to `timeout` s for an answer; a PadError that
+    says how to start one when none answers."""
     try:
         import docker
     except ImportError as exc:
         raise PadError("talking to a container engine needs the docker package: pip install 'docker>=7.1'") from exc
     try:
-        return docker.from_env()  # asks the engine for its API version, so a dead socket fails here
+        return docker.from_env(timeout=timeout)  # asks the engine for its API version, so a dead socket fails here
     except docker.errors.DockerException as exc:
         raise PadError(f"no container engine answers at {engine_host()} ({exc}); {PODMAN_HINT}") from exc
 

@@ -150,7 +150,7 @@ def test_build_push_and_record(monkeypatch, placement, capsys):
     import docker
 
     fake = FakeDocker()
-    monkeypatch.setattr(docker, "from_env", lambda: fake)
+    monkeypatch.setattr(docker, "from_env", lambda **_: fake)
     assert build.main(["--registry", "reg.example/me", "--targets", "cpu", "gpu", "--placement", str(placement)]) == 0
     images = load_placement(placement).images
     assert images["cpu"].startswith("reg.example/me/pad-cpu:0.1.0-") and images["gpu"].startswith("reg.example/me/pad-gpu:")
@@ -165,7 +165,7 @@ def test_build_args_and_inputs_reach_the_engine(monkeypatch, placement, inputs):
     import docker
 
     fake = FakeDocker()
-    monkeypatch.setattr(docker, "from_env", lambda: fake)
+    monkeypatch.setattr(docker, "from_env", lambda **_: fake)
     assert build.main(["--registry", "pad.local", "--targets", "cpu", "--no-push", "--placement", str(placement),
                        "--build-arg", "BASE=pad.local/debian:bookworm-python3", "--ca-bundle", str(inputs.ca_bundle),
                        "--torch-wheels", str(inputs.torch_wheels)]) == 0
@@ -179,7 +179,7 @@ def test_the_serve_image_is_built_but_not_placed(monkeypatch, placement, capsys)
     import docker
 
     fake, before = FakeDocker(), placement.read_text()
-    monkeypatch.setattr(docker, "from_env", lambda: fake)
+    monkeypatch.setattr(docker, "from_env", lambda **_: fake)
     assert build.main(["--registry", "pad.local", "--targets", "serve", "--no-push", "--placement", str(placement)]) == 0
     ref = fake.calls[0][1]
     assert fake.calls == [("build", ref, "serve", ".pad.Dockerfile")] and ref.startswith("pad.local/pad-serve:0.1.0-")
@@ -198,7 +198,7 @@ def test_kind_load_instead_of_push(monkeypatch, placement):
     import docker
 
     fake, loaded = FakeDocker(), []
-    monkeypatch.setattr(docker, "from_env", lambda: fake)
+    monkeypatch.setattr(docker, "from_env", lambda **_: fake)
     monkeypatch.setattr(build, "kind_load", lambda ref, cluster: loaded.append((ref, cluster)))
     assert build.main(["--registry", "pad.local", "--targets", "cpu", "--kind-load", "pad", "--placement", str(placement)]) == 0
     assert [c[0] for c in fake.calls] == ["build"] and loaded == [(load_placement(placement).images["cpu"], "pad")]
@@ -210,7 +210,7 @@ def test_failed_build_leaves_the_placement_alone(monkeypatch, placement, capsys)
     before = placement.read_text()
     refs = build.image_refs("reg.example/me", "x")
     fake = FakeDocker()
-    monkeypatch.setattr(docker, "from_env", lambda: fake)
+    monkeypatch.setattr(docker, "from_env", lambda **_: fake)
     monkeypatch.setattr(build, "image_refs", lambda registry, tag, targets: {"cpu": refs["cpu"]})
     fake.fail_on = refs["cpu"]
     assert build.main(["--registry", "reg.example/me", "--placement", str(placement)]) == 2
