@@ -46,7 +46,7 @@ TIMINGS = {"wall_seconds", "seconds", "seconds_per_epoch", "items_per_second"}
 
 @pytest.fixture(scope="module")
 def client():
-    # podman writes a whole image archive before it answers a save: 40 s to over 60 s (the SDK's default wait)
+    # podman writes a whole image archive before it answers a save: 35 s to over 60 s (the SDK's default wait)
     # for the cpu image on a 2-core machine
     return engine(timeout=600)
 
