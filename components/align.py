@@ -22,7 +22,6 @@ def align(
     device: str = "auto",
     options: dict = {},
     checkpoint_root: str = "",
-    run_id: str = "",
 ) -> None:
     """Align the frozen text embeddings with the phase-1 ID space under L_REC + gamma MK-MMD."""
     from components.base import training_options, work_folder
@@ -30,7 +29,7 @@ def align(
     from padcore.steps import align as step
 
     opts = training_options(options, backbone=backbone, loss=loss, epochs=epochs, gamma=gamma, seed=seed, device=device)
-    with work_folder(model.path, checkpoint_root, run_id, "align") as out:
+    with work_folder(model.path, checkpoint_root, "align") as out:
         step(dataset.path, text.path, id_model.path, out, **opts)
     model.metadata.update({"phase": "align", "backbone": backbone, "loss": loss, "gamma": gamma})
     publish_training(dataset.path, [id_model.path, model.path], metrics, results, plots)

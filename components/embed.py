@@ -16,7 +16,6 @@ def embed(
     device: str = "auto",
     dtype: str = "float16",
     checkpoint_root: str = "",
-    run_id: str = "",
 ) -> None:
     """Embed every item text of `dataset` (or shard `I/N` of them) with `encoder`."""
     from components.base import work_folder
@@ -24,7 +23,7 @@ def embed(
     from padcore.steps import embed as step
 
     name = "embed" + (f"-{shard.replace('/', 'of')}" if shard else "")
-    with work_folder(text.path, checkpoint_root, run_id, name) as out:
+    with work_folder(text.path, checkpoint_root, name) as out:
         meta = step(dataset.path, out, encoder=encoder, batch_size=batch_size, device=device, dtype=dtype, shard=shard)
     text.metadata.update({k: meta[k] for k in ("encoder", "model", "dim", "dtype") if k in meta})
     log_metrics(metrics, {k: meta[k] for k in ("dim", "items", "empty_texts", "items_per_second", "wall_seconds") if k in meta})

@@ -22,7 +22,6 @@ def finetune(
     device: str = "auto",
     options: dict = {},
     checkpoint_root: str = "",
-    run_id: str = "",
 ) -> None:
     """Train the tuned-similarity expert, then fuse it with the ID, alignment, LLM and text-similarity experts by
     the frequency-aware gate; report them against the backbone."""
@@ -31,7 +30,7 @@ def finetune(
     from padcore.steps import finetune as step
 
     opts = training_options(options, backbone=backbone, loss=loss, epochs=epochs, seed=seed, device=device)
-    with work_folder(model.path, checkpoint_root, run_id, "finetune") as out:
+    with work_folder(model.path, checkpoint_root, "finetune") as out:
         step(dataset.path, text.path, id_model.path, align_model.path, out, **opts)
     model.metadata.update({"phase": "finetune", "backbone": backbone, "loss": loss})
     publish_training(dataset.path, [id_model.path, align_model.path, model.path], metrics, results, plots)

@@ -19,7 +19,6 @@ def pretrain(
     device: str = "auto",
     options: dict = {},
     checkpoint_root: str = "",
-    run_id: str = "",
 ) -> None:
     """Train the backbone on item IDs; `epochs` 0 = the step's default, `options` = more config fields."""
     from components.base import training_options, work_folder
@@ -27,7 +26,7 @@ def pretrain(
     from padcore.steps import pretrain as step
 
     opts = training_options(options, backbone=backbone, loss=loss, epochs=epochs, seed=seed, device=device)
-    with work_folder(model.path, checkpoint_root, run_id, "pretrain") as out:
+    with work_folder(model.path, checkpoint_root, "pretrain") as out:
         step(dataset.path, out, **opts)
     model.metadata.update({"phase": "pretrain", "backbone": backbone, "loss": loss})
     publish_training(dataset.path, [model.path], metrics, results, plots)

@@ -11,6 +11,7 @@ import base64
 import html
 import io
 import json
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -40,9 +41,17 @@ def scalar_metrics(m: dict) -> dict[str, float]:
 
 
 def log_metrics(artifact, values: dict[str, float]) -> None:
-    """Log each value on a KFP `Metrics` artifact."""
+    """Log each finite value on a KFP `Metrics` artifact; a NaN or infinite one is left out, with a line saying so.
+
+    The Go launcher reads the step's executor output with protojson, which takes strict JSON only: Python writes
+    inf as `Infinity`, which fails the step on a cluster (kfp.local's Python reader passes it).
+    """
     for name, value in values.items():
-        artifact.log_metric(name, round(float(value), 4))
+        value = float(value)
+        if math.isfinite(value):
+            artifact.log_metric(name, round(value, 4))
+        else:
+            print(f"[metrics] {name} is {value}: not a number KFP can record, left out", flush=True)
 
 
 def _improvement(base: float, new: float) -> str:

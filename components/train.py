@@ -22,7 +22,6 @@ def train(
     device: str = "auto",
     options: dict = {},
     checkpoint_root: str = "",
-    run_id: str = "",
 ) -> None:
     """Train the registered model `name` (`pad train --list`) with the run's training settings.
 
@@ -34,7 +33,7 @@ def train(
     from padcore.steps import train as step
 
     opts = training_options(options, backbone=backbone, loss=loss, epochs=epochs, seed=seed, device=device)
-    with work_folder(model.path, checkpoint_root, run_id, f"train-{name}") as out:
+    with work_folder(model.path, checkpoint_root, f"train-{name}") as out:
         step(name, dataset.path, text.path, out, reuse={"pretrain": id_model.path}, **opts)
     model.metadata.update({"model": name, "backbone": backbone, "loss": loss})
     publish_training(dataset.path, [id_model.path, model.path], metrics, results, plots)

@@ -1,18 +1,22 @@
-"""Build the pad images, tag them by version + git SHA, push or load them into kind, record them.
+"""Build the pad images, tag them by version + git SHA, push or load them into kind or minikube, record them.
 
-    python docker/build.py --registry ghcr.io/me                      # build, push, rewrite placement
+    python docker/build.py --registry ghcr.io/me                      # build, push, record
     python docker/build.py --registry pad.local --kind-load pad       # build, load into the kind cluster
+    python docker/build.py --registry pad.local --minikube-load minikube   # build, load into minikube
     python docker/build.py --registry pad.local --no-push --targets cpu \\
         --build-arg BASE=my.mirror/python:3.11-slim --torch-wheels wheels/ --ca-bundle proxy-ca.pem
     python docker/build.py --registry ghcr.io/me --targets serve      # the KServe predictor's image
     python docker/build.py --registry ghcr.io/me --dry-run            # only print the references
 
 Any Docker-API engine does: Docker, or podman's API service with DOCKER_HOST
-pointing at its socket. The tag is `<version>-<git sha>` (plus `-dirty-<digest>`
-of the sources for a tree with uncommitted changes): never a moving `latest`,
-because KFP's cache keys on the image string. The references are written into
-the `images:` map of the placement file, so the next `pad pipeline compile`
-(and `pad run --runner docker`) uses them.
+pointing at its socket. The tag is `<version>-<git sha>`, plus `-dirty-<digest>`
+of the sources for a tree with uncommitted changes and `-cfg-<digest>` of the
+build arguments and wheels when any are given: never a moving `latest`, because
+KFP's cache keys on the image string, and never one tag for two different
+images. Each image is recorded in `pad-images.json` (`pipelines/images.py`:
+reference, id, and whether it was pushed or loaded), where `pad pipeline
+compile|submit|schedule` and `pad run --runner docker` take it from; no tracked
+file changes, so the next build of the same tree has the same tag.
 
 Build-only inputs go into the build context's `.pad-build/` folder, which only
 the Dockerfile's `*-venv` stages read: `--ca-bundle` (a CA that pip trusts, for
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import re
 import subprocess
 import sys
@@ -31,17 +36,19 @@ import tarfile
 import tempfile
 import tomllib
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 
+from padcore.artifacts import sha256_file  # noqa: E402
 from padcore.errors import PadError  # noqa: E402
 from pipelines.containers import engine  # noqa: E402
-from pipelines.placement import DEFAULT_PATH, set_images  # noqa: E402
+from pipelines.images import Built, write_record  # noqa: E402
+from pipelines.placement import TARGETS  # noqa: E402  the pipeline's images: the steps' `image:` in a placement
 
-TARGETS = ("cpu", "gpu", "llm2vec")  # the pipeline's images: build targets = keys of the placement's `images:`
 SERVE = "serve"  # the KServe predictor's image (k8s/serving/inferenceservice.yaml): not a pipeline step
 ALL_TARGETS = (*TARGETS, SERVE)
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
@@ -146,12 +153,24 @@ def build_args(pairs: list[str], inputs: BuildInputs) -> dict[str, str]:
     return args
 
 
-def image_tag(version: str, sha: str, dirty: bool, context: bytes) -> str:
-    """`<version>-<sha>`; a dirty tree adds the context digest, so two different dirty builds never share a tag."""
+def image_tag(version: str, sha: str, dirty: bool, context: bytes, config: dict[str, str] | None = None) -> str:
+    """`<version>-<sha>`; a dirty tree adds the context digest and build arguments or wheels (`config`) add
+    theirs, so two different builds never share a tag."""
     tag = f"{version}-{sha}"
     if dirty:
         tag += f"-dirty-{hashlib.sha256(context).hexdigest()[:8]}"
+    if config:
+        tag += f"-cfg-{hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]}"
     return tag
+
+
+def build_config(buildargs: dict[str, str], inputs: BuildInputs) -> dict[str, str]:
+    """What, besides the sources, decides an image's content: the build arguments (proxy variables aside, which
+    only say how to reach the network) and each wheel's name and digest."""
+    config = {k: v for k, v in buildargs.items() if k not in PROXY_ARGS}
+    if inputs.torch_wheels:
+        config.update({f"wheel:{p.name}": sha256_file(p) for p, name in inputs.files() if name.endswith(".whl")})
+    return config
 
 
 def image_refs(registry: str, tag: str, targets=TARGETS) -> dict[str, str]:
@@ -185,9 +204,13 @@ def push(client, ref: str) -> None:
     _stream(client.api.push(repository, tag=tag, stream=True, decode=True), f"pushing {ref}")
 
 
-def kind_load(ref: str, cluster: str) -> None:
-    print(f"==> loading {ref} into kind cluster {cluster}", flush=True)
-    subprocess.run(["kind", "load", "docker-image", ref, "--name", cluster], check=True)
+def load_into(ref: str, delivered: str) -> None:
+    """Load an image into the nodes of a kind cluster or a minikube profile (`kind:NAME`, `minikube:PROFILE`)."""
+    tool, name = delivered.split(":", 1)
+    print(f"==> loading {ref} into {tool} cluster {name}", flush=True)
+    command = (["kind", "load", "docker-image", ref, "--name", name] if tool == "kind"
+               else ["minikube", "image", "load", ref, "--profile", name])
+    subprocess.run(command, check=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,8 +220,10 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"images to build (default the pipeline's: {' '.join(TARGETS)})")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--kind-load", metavar="CLUSTER", help="load into this kind cluster instead of pushing")
-    where.add_argument("--no-push", action="store_true", help="build only")
-    parser.add_argument("--placement", default=str(DEFAULT_PATH), help="placement file to write the references into")
+    where.add_argument("--minikube-load", metavar="PROFILE", help="load into this minikube profile instead of pushing")
+    where.add_argument("--no-push", action="store_true", help="build only (for `pad run --runner docker`)")
+    parser.add_argument("--record", help="image record to write (default $PAD_IMAGES, else pad-images.json in "
+                        "the checkout)")
     parser.add_argument("--build-arg", action="append", default=[], metavar="NAME=VALUE",
                         help="a Dockerfile ARG (BASE, TORCH, CPU_TORCH_PIP, CUDA_TORCH_PIP) or a proxy variable")
     parser.add_argument("--ca-bundle", type=Path, help="PEM file of CAs pip trusts during the build (never in an image)")
@@ -214,23 +239,25 @@ def main(argv: list[str] | None = None) -> int:
         inputs.check(buildargs.get("TORCH", torch_pin))
         source = source_context()
         dirty = bool(git("status", "--porcelain", "--", *context_files()))
-        refs = image_refs(args.registry, image_tag(version(), git("rev-parse", "--short=7", "HEAD"), dirty, source),
-                          args.targets)
+        tag = image_tag(version(), git("rev-parse", "--short=7", "HEAD"), dirty, source, build_config(buildargs, inputs))
+        refs = image_refs(args.registry, tag, args.targets)
         if args.dry_run:
             print("\n".join(f"{t}: {r}" for t, r in refs.items()))
             return 0
+        delivered = (f"kind:{args.kind_load}" if args.kind_load else f"minikube:{args.minikube_load}"
+                     if args.minikube_load else "local" if args.no_push else "pushed")
         client = engine()
+        built = {}
         with build_context(source, inputs) as context:
             for target, ref in refs.items():
                 build(client, context, target, ref, buildargs)
-                if args.kind_load:
-                    kind_load(ref, args.kind_load)
-                elif not args.no_push:
+                if delivered == "pushed":
                     push(client, ref)
-        placed = {t: r for t, r in refs.items() if t in TARGETS}
-        if placed:
-            set_images(args.placement, placed)
-            print(f"wrote the image references into {args.placement}")
+                elif delivered != "local":
+                    load_into(ref, delivered)
+                built[target] = Built(ref=ref, image_id=client.images.get(ref).id, delivered=delivered,
+                                      built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        print(f"recorded {', '.join(b.ref for b in built.values())} in {write_record(args.record, built)}")
         if SERVE in refs:
             print(f"serve image: {refs[SERVE]} (the predictor's image in k8s/serving/inferenceservice.yaml)")
     except (PadError, subprocess.CalledProcessError) as exc:

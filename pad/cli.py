@@ -211,7 +211,6 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from pipelines.client import parse_params
     from pipelines.local import report, run_local
 
     params = {
@@ -220,25 +219,34 @@ def _run(args: argparse.Namespace) -> None:
         "embed_shards": args.embed_shards, "device": args.device, "as_of": args.as_of or "",
         "store": str(Path(args.store).resolve()) if args.store and not args.store.startswith("gs://") else args.store,
         "min_gain": args.min_gain, "force": args.force,
-        "baselines": [name for name in (args.baselines or "").split(",") if name], **parse_params(args.param),
+        "baselines": [name for name in (args.baselines or "").split(",") if name],
     }
-    run = run_local(params, out=args.out, placement_path=args.config, cache=args.cache, verbose=args.verbose,
-                    threads=args.threads, runner=args.runner)
+    run = run_local(params, args.param, out=args.out, placement_path=args.config, cache=args.cache,
+                    verbose=args.verbose, threads=args.threads, runner=args.runner)
     print(report(run))
 
 
 def _pipeline_compile(args: argparse.Namespace) -> None:
     from pipelines.client import compile_package
 
-    print(f"wrote {compile_package(args.out, args.config, recurring=args.recurring)}")
+    print(f"wrote {compile_package(args.out, args.config, recurring=args.recurring, images=args.images, allow_unbuilt=args.allow_unbuilt_images)}")
 
 
 def _submission(args: argparse.Namespace):
-    from pipelines.client import Endpoint, Submission, parse_params
+    from pipelines.client import Endpoint, Submission
 
-    endpoint = Endpoint(host=args.host, token=args.token, namespace=args.namespace, kube_context=args.kube_context)
-    return Submission(endpoint, parse_params(args.param), experiment=args.experiment, name=args.name,
-                      package=args.package, placement=args.config, service_account=args.service_account)
+    endpoint = Endpoint(host=args.host, token=args.token, namespace=args.namespace, kube_context=args.kube_context,
+                        kfp_namespace=args.kfp_namespace)
+    run = {k: getattr(args, k) for k in ("experiment", "name", "service_account") if hasattr(args, k)}  # not upload's
+    return Submission(endpoint, pairs=args.param, package=args.package, placement=args.config, images=args.images,
+                      allow_unbuilt=args.allow_unbuilt_images, **run)
+
+
+def _pipeline_upload(args: argparse.Namespace) -> None:
+    from pipelines.client import upload_only
+
+    pipeline_id, version_id = upload_only(_submission(args), recurring=args.recurring)
+    print(f"pipeline {pipeline_id}, version {version_id}: start runs or recurring runs of it in the KFP UI")
 
 
 def _pipeline_submit(args: argparse.Namespace) -> None:
@@ -429,7 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="any other pipeline parameter, e.g. train_options='{\"dim\": 32}' (repeatable)")
-    p.add_argument("--config", help="placement file (default: $PAD_PLACEMENT or pipelines/placement.yaml)")
+    p.add_argument("--config", help="placement: a file, or a shipped cluster shape: gke (the default), kind, minikube "
+                   "(only its images matter here, with --runner docker)")
     p.add_argument("--threads", type=int, help="CPU threads per step (default: the cores not busy with other work)")
     p.add_argument("--runner", choices=("subprocess", "docker"), default="subprocess",
                    help="subprocess: each step in this Python environment (default); docker: each step in its image "
@@ -531,26 +540,43 @@ def build_parser() -> argparse.ArgumentParser:
         description="Work with the PAD pipeline on a Kubeflow Pipelines cluster.",
     )
     actions = pipeline.add_subparsers(dest="action", metavar="ACTION", required=True)
+    images_help = "image record of docker/build.py (default $PAD_IMAGES, else pad-images.json here or in the checkout)"
+    unbuilt_help = ("name unbuilt images (pad-<target>:<version>-unbuilt), to read the package: no cluster can pull "
+                    "them")
+    config_help = "placement: a file, or a shipped cluster shape: gke (the default), kind, minikube"
     p = actions.add_parser("compile", help="write the pipeline package (IR YAML) to upload in the KFP UI")
-    p.add_argument("--config", help="placement file (default: $PAD_PLACEMENT or pipelines/placement.yaml)")
+    p.add_argument("--config", help=config_help)
     p.add_argument("--out", default="pad.yaml", help="package path (default pad.yaml)")
-    p.add_argument("--recurring", action="store_true", help="the package for recurring runs: no step cached, data "
-                   "as of the run's scheduled time unless as_of is set (what pad pipeline schedule sends)")
+    p.add_argument("--recurring", action="store_true", help="the package for recurring runs (pipeline "
+                   "pad-recurring): each run's data as of its scheduled time unless as_of is set")
+    p.add_argument("--images", help=images_help)
+    p.add_argument("--allow-unbuilt-images", action="store_true", help=unbuilt_help)
     p.set_defaults(func=_pipeline_compile)
-    for action, helptext in (("submit", "upload the package and start a run"),
+    for action, helptext in (("upload", "upload the package, with its parameters described, for runs from the UI"),
+                             ("submit", "upload the package and start a run"),
                              ("schedule", "upload the package and create a recurring run")):
         p = actions.add_parser(action, help=helptext, description=helptext[0].upper() + helptext[1:] + ".")
         p.add_argument("--host", help="KFP API endpoint, e.g. http://localhost:8080 (default $KFP_HOST)")
         p.add_argument("--token", help="bearer token (default $KFP_TOKEN, else the kube context's credentials)")
-        p.add_argument("--namespace", help="user namespace (multi-user KFP only)")
+        p.add_argument("--namespace", help="your profile namespace on multi-user KFP (experiments and runs go there)")
+        p.add_argument("--kfp-namespace", default="kubeflow",
+                       help="namespace KFP itself runs in, for --kube-context's API-server proxy (default kubeflow)")
         p.add_argument("--kube-context", help="kubeconfig context whose API-server proxy reaches KFP (instead of --host)")
+        p.add_argument("--package", help="a compiled package to send (default: compile from --config)")
+        p.add_argument("--config", help=config_help)
+        p.add_argument("--images", help=images_help)
+        p.add_argument("--allow-unbuilt-images", action="store_true", help=unbuilt_help)
+        p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                       help="pipeline parameter, read as its declared type, e.g. source=prime_pantry epochs=50 "
+                            "(repeatable)")
+        if action == "upload":
+            p.add_argument("--recurring", action="store_true", help="upload the recurring package (pad-recurring)")
+            p.set_defaults(func=_pipeline_upload)
+            continue
         p.add_argument("--experiment", default="pad", help="experiment name (created if missing; default pad)")
         p.add_argument("--name", default="", help="run / recurring-run name")
-        p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                       help="pipeline parameter, e.g. source=prime_pantry epochs=50 (repeatable)")
-        p.add_argument("--package", help="a compiled package to send (default: compile from --config)")
-        p.add_argument("--config", help="placement file to compile with (default pipelines/placement.yaml)")
-        p.add_argument("--service-account", help="Kubernetes service account of the run's pods (e.g. pad-runner)")
+        p.add_argument("--service-account", help="Kubernetes service account of the run's pods (default: the KFP "
+                       "install's, pad-runner with k8s/kfp)")
         if action == "schedule":
             p.add_argument("--cron", required=True,
                            help="6 fields, seconds first: '0 0 3 * * 1' = 03:00 every Monday")

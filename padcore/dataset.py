@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -228,13 +229,17 @@ def parse_timestamps(ts: pd.Series, file: str) -> tuple[np.ndarray, bool]:
 def parse_as_of(as_of: str) -> pd.Timestamp | float:
     """`--as-of` as a UTC time, or as a number for numeric timestamps.
 
-    A date without a time means the end of that day: `2026-11-30` keeps all of the 30th.
+    A date without a time means the end of that day: `2026-11-30` keeps all of the 30th. Eight digits that
+    make a date are one in ISO 8601's basic format (`20261130`), not a number.
     """
     text = str(as_of).strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
+    if re.fullmatch(r"(19|20|21)\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])", text):
+        text = f"{text[:4]}-{text[4:6]}-{text[6:]}"
+    else:
+        try:
+            return float(text)
+        except ValueError:
+            pass
     try:
         when = pd.Timestamp(text)
     except ValueError as exc:

@@ -90,7 +90,7 @@ def split_gs(uri: str) -> tuple[str, str]:
 
 def gcs_list(uri: str) -> list[str]:
     """Names of every object under a `gs://` prefix, subfolders included, relative to it."""
-    return sorted(_gcs_blobs(uri))
+    return sorted(gcs_blobs(uri))
 
 
 def gcs_download(uri: str, names: list[str], folder: Path) -> dict[str, Path]:
@@ -100,7 +100,7 @@ def gcs_download(uri: str, names: list[str], folder: Path) -> dict[str, Path]:
     Uses google-cloud-storage's default credentials, or the emulator named by
     `STORAGE_EMULATOR_HOST` when that is set.
     """
-    blobs = _gcs_blobs(uri)
+    blobs = gcs_blobs(uri)
     out = {}
     with _gcs_errors(uri):
         for name in names:
@@ -117,7 +117,8 @@ def gcs_download(uri: str, names: list[str], folder: Path) -> dict[str, Path]:
     return out
 
 
-def _gcs_blobs(uri: str) -> dict:
+def gcs_blobs(uri: str) -> dict:
+    """name relative to a `gs://` prefix -> its blob (size, generation, ...), subfolders included."""
     from google.cloud import storage
 
     bucket_name, prefix = split_gs(uri)

@@ -20,6 +20,7 @@ import ast
 import contextlib
 import csv
 import gzip
+import hashlib
 import json
 import re
 import tempfile
@@ -37,7 +38,7 @@ from tqdm import tqdm
 
 from padcore.artifacts import sha256_file
 from padcore.dataset import RawData, parse_as_of
-from padcore.download import data_home, extract, fetch, gcs_download, gcs_list
+from padcore.download import data_home, extract, fetch, gcs_blobs, gcs_download, gcs_list
 from padcore.errors import PadError
 
 PRIME_PANTRY_URL = "https://raw.githubusercontent.com/Applied-Machine-Learning-Lab/PAD/main/dataset/{name}"
@@ -367,22 +368,33 @@ def _table_file(folder: Path, location: str, stem: str) -> Path:
     return found[0]
 
 
+def partition_bound(as_of: str | None) -> date | None:
+    """The last partition date `as_of` keeps (None: every partition)."""
+    if not as_of:
+        return None
+    when = parse_as_of(as_of)
+    return (when if isinstance(when, pd.Timestamp) else pd.Timestamp(when, unit="s", tz="UTC")).date()
+
+
+def _partition_day(name: str, where: str) -> date:
+    m = PARTITION.fullmatch(name)
+    if not m:
+        raise PadError(f"{where}/{name}: expected only partition folders date=YYYY-MM-DD")
+    try:
+        return date.fromisoformat(m.group(1))
+    except ValueError as exc:
+        raise PadError(f"{where}/{name}: not a date ({exc})") from exc
+
+
 def _partition_files(folder: Path, location: str, as_of: str | None) -> list[Path]:
     """The data files of `folder/interactions/date=YYYY-MM-DD/` partitions up to `as_of`'s date, in date order."""
     root = folder / "interactions"
-    last = None
-    if as_of:
-        when = parse_as_of(as_of)
-        last = (when if isinstance(when, pd.Timestamp) else pd.Timestamp(when, unit="s", tz="UTC")).date()
+    last = partition_bound(as_of)
     chosen = []
     for part in sorted(p for p in root.iterdir() if not p.name.startswith((".", "_"))):
-        m = PARTITION.fullmatch(part.name)
-        if not part.is_dir() or not m:
+        day = _partition_day(part.name, f"{location}/interactions")
+        if not part.is_dir():
             raise PadError(f"{location}/interactions/{part.name}: expected only partition folders date=YYYY-MM-DD")
-        try:
-            day = date.fromisoformat(m.group(1))
-        except ValueError as exc:
-            raise PadError(f"{location}/interactions/{part.name}: not a date ({exc})") from exc
         if last is None or day <= last:
             chosen += sorted(f for f in part.iterdir() if f.suffix in (".csv", ".parquet") and f.is_file())
     if not chosen:
@@ -447,12 +459,72 @@ def files(location: str, as_of: str | None = None) -> RawData:
     return _read_files(folder, location, as_of)
 
 
+# ---------------------------------------------------------------- fingerprint
+
+
+def _read_by_files(name: str) -> bool:
+    """Whether a `files:` object or file (a path relative to the location) is one the source reads."""
+    top = name.split("/", 1)[0]
+    return name in {f"{stem}.{ext}" for stem in FILES_TABLES for ext in ("csv", "parquet")} or top == "interactions"
+
+
+def _files_listing(location: str, as_of: str | None) -> list[tuple[str, str]]:
+    """(path relative to the location, identity) of every file a `files:` source would read as of `as_of`: size
+    and modification time locally, size and generation on GCS (a new generation is a new object version)."""
+    location = location.rstrip("/")
+    last = partition_bound(as_of)
+    if location.startswith("gs://"):
+        entries = [(n, f"{b.size}:{b.generation}") for n, b in gcs_blobs(location).items()]
+    else:
+        folder = Path(location).expanduser()
+        if not folder.is_dir():
+            raise PadError(f"{location}: folder not found (files:<folder> holds interactions.csv|parquet and "
+                           "items.csv|parquet)")
+        entries = [(str(p.relative_to(folder)), f"{p.stat().st_size}:{p.stat().st_mtime_ns}")
+                   for p in sorted(folder.rglob("*")) if p.is_file()]
+    kept = []
+    for name, identity in entries:
+        parts = name.split("/")
+        if not _read_by_files(name) or any(p.startswith((".", "_")) for p in parts):
+            continue
+        if parts[0] == "interactions" and len(parts) > 2:
+            if last is not None and _partition_day(parts[1], f"{location}/interactions") > last:
+                continue
+        kept.append((name, identity))
+    return sorted(kept)
+
+
+def fingerprint(spec: str, as_of: str = "") -> dict:
+    """What a source's data is now, cheaply: {"fingerprint": digest, "files": n}. It changes exactly when the data
+    the source would read (as of `as_of`) changes, so a step keyed on it is answered from a cache only for
+    unchanged data. The public releases are fixed (Prime Pantry by its pinned file hashes, the others by name);
+    `files:` is its files' sizes and times (GCS: sizes and generations)."""
+    name, _, arg = spec.partition(":")
+    if name not in ADAPTERS:
+        load_source(spec)  # the same error as preprocess gives
+    if as_of:
+        parse_as_of(as_of)
+    if name == "files":
+        if not arg.rstrip("/"):
+            raise PadError("source 'files:': expected a folder, e.g. files:/data/shop or files:gs://bucket/shop")
+        entries = _files_listing(arg, as_of or None)
+        if not entries:
+            raise PadError(f"{arg}: holds no items.csv|parquet or interactions file to read")
+    elif name == "prime_pantry":
+        entries = sorted(PRIME_PANTRY_FILES.items())
+    else:
+        entries = [(spec, "public release")]
+    digest = hashlib.sha256(json.dumps([spec, as_of, entries]).encode()).hexdigest()
+    return {"fingerprint": digest, "files": len(entries)}
+
+
 ADAPTERS: dict[str, Callable[[str], RawData]] = {
     "prime_pantry": prime_pantry,
     "amazon2018": amazon2018,
     "mind": mind,
     "files": files,
 }
+
 
 
 def load_source(spec: str, as_of: str | None = None) -> RawData:

@@ -26,20 +26,28 @@ def __getattr__(name: str):
 
 
 def preprocess(source: str, out: str | Path, *, max_len: int = 20, min_len: int = 5, buckets: int = 10,
-               as_of: str = "") -> dict:
+               as_of: str = "", fingerprint: str = "") -> dict:
     """Raw source -> dataset artifact at `out`. Returns the artifact's meta.
 
     `as_of` (an ISO 8601 time, or a number for numeric timestamps; "" = no bound) keeps
     the interactions up to then and, for `files:`, the dated partitions up to its date.
+    `fingerprint`: the source's `padcore.sources.fingerprint` when the run began (the
+    pipeline's cache key for this step); the one of what was read is recorded beside it.
     """
+    from padcore.sources import fingerprint as source_fingerprint
     from padcore.sources import load_source
 
     t0 = time.perf_counter()
     protocol = Protocol.from_options(max_len=max_len, min_len=min_len, buckets=buckets)
     print(f"[preprocess] reading {source}{f' as of {as_of}' if as_of else ''} ...", flush=True)
+    read = source_fingerprint(source, as_of)["fingerprint"]
+    if fingerprint and fingerprint != read:
+        print(f"[preprocess] the source changed since the run's fingerprint step ({fingerprint[:12]}); reading "
+              f"it as it is now ({read[:12]})", flush=True)
     raw = load_source(source, as_of or None)
     print(f"[preprocess] {len(raw.interactions):,} interactions, {len(raw.items):,} items read; applying protocol", flush=True)
     ds = build_dataset(raw, protocol, as_of or None)
+    ds.meta["source_fingerprint"] = read
     write_dataset(ds, out)
     print(summary(ds))
     print(f"[preprocess] wrote {out} in {time.perf_counter() - t0:.1f}s")

@@ -11,12 +11,9 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from padcore.errors import PadError
-
-if TYPE_CHECKING:
-    from pipelines.placement import Placement
 
 DOCKER_SOCKET = "unix:///var/run/docker.sock"  # what the docker SDK uses without DOCKER_HOST
 PODMAN_HINT = ("start Docker, or podman's Docker-API service: `podman system service --time=0 "
@@ -98,8 +95,9 @@ def run_container(client, image: str, command: list[str], volumes: dict | None =
         container.remove(force=True)
 
 
-def docker_runner(placement: Placement, folders: list[tuple[Path, bool]], env: dict[str, str]):
-    """kfp.local's DockerRunner: each step in its placement image, as the calling user, with its data mounted.
+def docker_runner(images: dict[str, str], source: str, folders: list[tuple[Path, bool]], env: dict[str, str]):
+    """kfp.local's DockerRunner: each step in its image (`images`, target -> ref, for the placement file
+    `source`), as the calling user, with its data mounted.
 
     kfp mounts the pipeline root; the data home (`$PAD_DATA_HOME`: downloads and
     the text cache) and `folders` (see `local_folders`) are mounted here, each at
@@ -109,14 +107,12 @@ def docker_runner(placement: Placement, folders: list[tuple[Path, bool]], env: d
     from kfp import local
 
     from padcore.download import data_home
-    from pipelines.placement import STEPS
 
-    missing = missing_images(engine(), sorted({placement.image(s) for s in STEPS}))
+    missing = missing_images(engine(), sorted(set(images.values())))
     if missing:
         raise PadError(
-            f"the engine at {engine_host()} has no image {', '.join(missing)} (the images: map of {placement.source}); "
-            f"build them with `python docker/build.py --registry pad.local --no-push --placement {placement.source}`, "
-            "or pull them")
+            f"the engine at {engine_host()} has no image {', '.join(missing)} (recorded for {source}); "
+            "build them with `python docker/build.py --registry pad.local --no-push`, or pull them")
     home = data_home().resolve()
     home.mkdir(parents=True, exist_ok=True)
     mounts = [Mount(str(path), str(path), type="bind", read_only=not writable)

@@ -145,6 +145,7 @@ RUNNERS = ("subprocess", "docker")
 
 def run_local(
     params: dict[str, Any],
+    pairs: list[str] = (),
     out: str | Path = "runs",
     placement_path: str | Path | None = None,
     cache: bool = False,
@@ -152,14 +153,16 @@ def run_local(
     threads: int | None = None,
     runner: str = "subprocess",
 ) -> LocalRun:
-    """Run the PAD pipeline with `params` under `kfp.local`; artifacts land in `out/pad-<time>/`.
+    """Run the PAD pipeline with `params` and `pairs` (NAME=VALUE, read as the pipeline types them) under
+    `kfp.local`; artifacts land in `out/pad-<time>/`.
 
     `threads`: CPU threads of each step (None = `free_cores()`). `runner`: one of
     RUNNERS; `docker` runs each step in its image from the placement file.
     """
     from kfp import local
 
-    from pipelines.client import check_run
+    from pipelines.client import check_run, check_types, parse_params
+    from pipelines.images import image_refs
     from pipelines.pad_pipeline import build_pipeline
     from pipelines.placement import Volumes, load_placement
 
@@ -173,15 +176,20 @@ def run_local(
         placement, volumes=Volumes(),
         steps={s: dataclasses.replace(p, retries=0) for s, p in placement.steps.items()},
     )
-    pipeline = build_pipeline(placement)
-    check_run({name: spec.default for name, spec in (pipeline.component_spec.inputs or {}).items()}, params)
+    # the subprocess runner runs every step here; the docker runner in the images docker/build.py recorded
+    images = image_refs(placement.targets(), None, allow_unbuilt=runner == "subprocess", placement=placement.source)
+    pipeline = build_pipeline(placement, images, local=True)
+    inputs = pipeline.component_spec.inputs or {}
+    params = {**params, **parse_params(list(pairs), {name: spec.type for name, spec in inputs.items()})}
+    check_types({name: spec.type for name, spec in inputs.items()}, params)
+    check_run({name: spec.default for name, spec in inputs.items()}, params, encoders="", store_root="*")
     threads = threads or free_cores()
     thread_env = {name: str(threads) for name in THREAD_VARS}
     if runner == "docker":
         from pipelines.containers import docker_runner, exit_codes_kept, local_folders
 
         params, folders = local_folders(params)
-        task_runner, containers = docker_runner(placement, folders, thread_env), exit_codes_kept()
+        task_runner, containers = docker_runner(images, placement.source, folders, thread_env), exit_codes_kept()
     else:
         task_runner, containers = local.SubprocessRunner(use_venv=False), contextlib.nullcontext()
     out = Path(out).resolve()

@@ -95,7 +95,7 @@ PIPELINE = [
     (["--param", "device=gpu"], "training option 'device' is 'gpu'; allowed: auto, cpu, cuda, cuda:N"),
     (["--param", "lr=0.1"], "unknown pipeline parameter(s) ['lr']"),
     (["--param", "buckets=0"], "preprocess option 'buckets' is 0; allowed: 1 <= value"),
-    (["--param", "min_len=2.5"], "preprocess option 'min_len' is 2.5; expected a whole number"),
+    (["--param", "min_len=2.5"], "'min_len' is 2.5"),  # pad run and submit: its type, as the KFP API checks it
     (["--param", 'baselines=["hybrid", "bert4rec"]'], "unknown model 'bert4rec'"),
     (["--param", "embed_shards=0"], "parameter 'embed_shards' is 0; expected a whole number, 1 or more"),
 ]
@@ -103,10 +103,13 @@ PIPELINE = [
 
 @pytest.fixture(scope="module")
 def pipeline_defaults() -> dict:
+    from pipelines.images import image_refs
     from pipelines.pad_pipeline import build_pipeline
     from pipelines.placement import load_placement
 
-    return {name: spec.default for name, spec in build_pipeline(load_placement()).component_spec.inputs.items()}
+    placement = load_placement()
+    pipeline = build_pipeline(placement, image_refs(placement.targets(), None, allow_unbuilt=True), local=True)
+    return {name: spec.default for name, spec in pipeline.component_spec.inputs.items()}
 
 
 @pytest.mark.parametrize("bad, says", PIPELINE, ids=[p[0][1] for p in PIPELINE])
@@ -115,7 +118,7 @@ def test_pipeline_parameters_are_refused(pipeline_defaults, bad, says):
     from pipelines.client import check_run, parse_params
 
     with pytest.raises(PadError) as err:
-        check_run(pipeline_defaults, parse_params(bad[1:]))
+        check_run(pipeline_defaults, parse_params(bad[1:]), encoders="", store_root="*")
     assert says in str(err.value)
 
 
@@ -134,7 +137,8 @@ def test_pad_run_refuses_a_thread_count_below_one(tmp_path, capsys):
 @pytest.mark.parametrize("bad, says", PIPELINE[1::5], ids=[p[0][1] for p in PIPELINE[1::5]])
 def test_pipeline_parameters_are_refused_before_anything_is_sent(tmp_path, capsys, bad, says):
     """The same check as `pad run`'s (pipelines.client.check_run); no endpoint at this address is ever reached."""
-    refused(capsys, ["pipeline", "submit", "--host", "http://127.0.0.1:9", *bad], says, tmp_path / "nothing")
+    refused(capsys, ["pipeline", "submit", "--host", "http://127.0.0.1:9", "--allow-unbuilt-images", *bad], says,
+            tmp_path / "nothing")
 
 
 PLACEMENT = [
@@ -148,7 +152,7 @@ PLACEMENT = [
 @pytest.mark.parametrize("text, says", PLACEMENT, ids=[p[0] for p in PLACEMENT])
 def test_a_bad_placement_file_is_refused_before_compiling(tmp_path, capsys, text, says):
     config = tmp_path / "placement.yaml"
-    config.write_text(f"images: {{cpu: reg.example/pad-cpu:1}}\n{text}\n")
+    config.write_text(f"cluster: {{shape: kind, pools: [{{cpus: 8, memory: 32Gi}}]}}\nencoders: [minilm]\n{text}\n")
     out = tmp_path / "package" / "pad.yaml"
     refused(capsys, ["pipeline", "compile", "--config", str(config), "--out", str(out)], f"{config}: {says}", out)
 
@@ -222,7 +226,7 @@ def test_component_functions_refuse_a_bad_option_before_reading_data(tmp_path, s
 
 
 GOOD = dict(encoder="minilm", backbone="sasrec", loss="bce", epochs=0, gamma=0.2, seed=0, device="auto",
-            train_options={}, analyze_options={}, baselines=["hybrid"])
+            train_options={}, analyze_options={}, baselines=["hybrid"], as_of="", store="", min_gain=0.0, top_k=10)
 
 
 @pytest.mark.parametrize("bad, says", [
@@ -236,6 +240,13 @@ GOOD = dict(encoder="minilm", backbone="sasrec", loss="bce", epochs=0, gamma=0.2
     ({"device": "cuda:x"}, "training option 'device' is 'cuda:x'; allowed: auto, cpu, cuda, cuda:N"),
     ({"baselines": ["smem", "gpt"]}, "unknown model 'gpt'"),
     ({"baselines": "hybrid"}, "parameter 'baselines' is 'hybrid'; expected a list of model names"),
+    ({"top_k": 0}, "parameter 'top_k' is 0; expected a whole number, 1 or more"),
+    ({"min_gain": -0.5}, "parameter 'min_gain' is -0.5; expected a number, 0 or more"),
+    ({"as_of": "yesterday"}, "as_of 'yesterday': expected an ISO 8601 date"),
+    ({"store": "gs://"}, "gs://: expected gs://bucket/prefix"),
+    ({"store": "/mnt/pad/store", "store_root": ""}, "compare and publish run in pods of their own"),
+    ({"store": "/data/store", "store_root": "/mnt/pad-store"}, "must lie under it (e.g. /mnt/pad-store/models)"),
+    ({"encoder": "llm2vec", "encoders": "minilm"}, "sized for minilm only; compile it with a placement"),
 ], ids=lambda v: str(v)[:40])
 def test_the_check_step_refuses_what_a_later_step_would(bad, says):
     with pytest.raises(PadError) as err:
@@ -245,3 +256,6 @@ def test_the_check_step_refuses_what_a_later_step_would(bad, says):
 
 def test_the_check_step_passes_good_parameters():
     check.python_func(**{**GOOD, "train_options": {"dim": 32.0, "heads": 2.0}, "analyze_options": {"max_pairs": 500.0}})
+    check.python_func(**{**GOOD, "store": "/mnt/pad-store/models", "store_root": "/mnt/pad-store", "top_k": 5.0,
+                         "encoder": "hf:/models/e5", "encoders": "minilm,hf", "as_of": "20261207"})
+    check.python_func(**{**GOOD, "store": "gs://bucket/models", "store_root": ""})

@@ -8,11 +8,14 @@ import yaml
 from pad.cli import main
 from padcore.errors import PadError
 from pipelines.client import compile_package
-from pipelines.placement import DEFAULT_PATH, STEPS, load_placement, set_images
+from pipelines.images import image_refs
+from pipelines.pad_pipeline import MODEL_CACHE_DIR, RUN_FIELD
+from pipelines.placement import STEPS, load_placement, seconds
 
-KINDS = {"check", "preprocess", "embed", "embed-merge", "pretrain", "align", "finetune", "analyze", "compare", "publish",
+KINDS = {"check", "fingerprint", "preprocess", "embed", "embed-merge", "pretrain", "align", "finetune", "analyze", "compare", "publish",
          "recommend", "baselines-plan", "train", "leaderboard"}
 EDGES = {
+    ("fingerprint", "preprocess"),
     ("preprocess", "embed"), ("embed", "embed-merge"),
     ("preprocess", "pretrain"),
     ("preprocess", "align"), ("embed-merge", "align"), ("pretrain", "align"),
@@ -31,16 +34,23 @@ GROUPS = ("for-loop", "condition")
 
 # A placement unlike the default in every respect the tests check, so nothing can pass by accident.
 CUSTOM = """
-images: {small: reg.example/pad-cpu:1.2.3-abc, big: reg.example/pad-gpu:1.2.3-abc, text: reg.example/pad-llm2vec:1.2.3-abc}
-defaults: {image: small, cpu: "1", memory: 2Gi, caching: true}
+cluster:
+  shape: gke
+  pools:
+    - {name: cpu, cpus: 16, memory: 64Gi, nodes: 2}
+    - {name: gpu, cpus: 16, memory: 64Gi, gpus: 2, labels: {cloud.google.com/gke-accelerator: nvidia-l4, pool: fast},
+       taints: ["nvidia.com/gpu=present:NoSchedule", "dedicated=ml:NoExecute"]}
+encoders: [minilm, hf]
+run_timeout: 4d
+defaults: {image: cpu, cpu: "1", memory: 2Gi, caching: true, timeout: 30m, retries: 0}
 steps:
   compare: {caching: false}
   publish: {caching: false}
-  preprocess: {cpu: 3, memory: 5Gi}
-  embed: {image: text, gpus: 2, retries: 4, backoff: 30s, backoff_factor: 3.0, backoff_max: 900s}
-  pretrain: {image: big, gpus: 1, retries: 1, backoff: 10s}
-  align: {image: big}
-  finetune: {image: big, gpus: 1}
+  preprocess: {cpu: 3, memory: 5Gi, retries: 1}
+  embed: {image: llm2vec, gpus: 2, retries: 4, backoff: 30s, backoff_factor: 3, timeout: 2h}
+  pretrain: {image: gpu, gpus: 1, retries: 1, backoff: 10s}
+  align: {image: gpu}
+  finetune: {image: gpu, gpus: 1}
   analyze: {caching: false}
 gpu_pool:
   accelerator: nvidia.com/gpu
@@ -48,7 +58,8 @@ gpu_pool:
   tolerations:
     - {key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}
     - {key: dedicated, operator: Equal, value: ml, effect: NoExecute, tolerationSeconds: 60}
-volumes: {checkpoint_pvc: ckpt, checkpoint_path: /ckpt, gcs_secret: gcs-key}
+volumes: {checkpoint_pvc: ckpt, checkpoint_path: /ckpt, gcs_secret: gcs-key, store_pvc: stores, store_path: /stores,
+          hf_token_secret: hf, model_cache: 30Gi, model_cache_class: fast-ssd}
 pipeline_root: gs://bucket/pad
 """
 
@@ -58,7 +69,7 @@ def compiled(tmp_path: Path, config: str | None = None) -> tuple[dict, dict, obj
     if config is not None:
         path = tmp_path / "placement.yaml"
         path.write_text(config)
-    package = compile_package(tmp_path / "pad.yaml", path)
+    package = compile_package(tmp_path / "pad.yaml", path, allow_unbuilt=True)
     docs = list(yaml.safe_load_all(package.read_text()))
     assert len(docs) == 2, "kfp-kubernetes settings belong in a second document"
     return docs[0], docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"], load_placement(path)
@@ -145,10 +156,13 @@ def test_every_gpu_step_waits_for_the_parameter_check(tmp_path):
     assert {"embed", "pretrain", "align", "finetune"} <= set(gpu)
     for step in gpu:
         assert "check" in after(step.replace("_", "-")), step
+    assert "check" in after("preprocess") and "check" in after("fingerprint"), "no step starts before the check"
     check_inputs = set(root["check"]["inputs"]["parameters"])
     assert check_inputs == {"encoder", "backbone", "loss", "epochs", "gamma", "seed", "device", "train_options",
-                            "analyze_options", "baselines"}
-    assert not check_inputs & set(root["preprocess"]["inputs"]["parameters"]), "preprocess's cache key stays small"
+                            "analyze_options", "baselines", "as_of", "store", "min_gain", "top_k", "encoders",
+                            "store_root"}
+    training = {"encoder", "backbone", "loss", "epochs", "gamma", "seed", "device", "train_options", "analyze_options"}
+    assert not training & set(root["preprocess"]["inputs"]["parameters"]), "preprocess's cache key stays small"
 
 
 def test_run_parameters_and_defaults(tmp_path):
@@ -161,6 +175,7 @@ def test_run_parameters_and_defaults(tmp_path):
     assert {"epochs", "seed", "device", "max_len", "min_len", "train_options", "analyze_options"} <= set(params)
     assert defaults["store"] == "" and defaults["min_gain"] == 0.0 and defaults["force"] is False
     assert defaults["as_of"] == "" and defaults["top_k"] == 10
+    assert all(p.get("description") for p in params.values()), "every parameter says what it means"
 
 
 def test_embedding_fans_out_and_merges(tmp_path):
@@ -182,12 +197,14 @@ def test_placement_follows_the_configuration(tmp_path, custom):
     executors = spec["deploymentSpec"]["executors"]
     gpu = {s.replace("_", "-") for s in placement.gpu_steps()}
     assert gpu == ({"embed", "pretrain", "finetune"} if custom else {"embed", "pretrain", "align", "finetune", "train"})
+    images = image_refs(placement.targets(), None, allow_unbuilt=True)
     for name, executor in executors.items():
         step = executor_kind(name).replace("-", "_")
         container, p = executor["container"], placement.steps[step]
-        assert container["image"] == placement.image(step)
+        assert container["image"] == images[p.image]
         resources = container["resources"]
         assert resources["resourceCpuRequest"] == p.cpu and resources["resourceMemoryRequest"] == p.memory
+        assert resources["resourceMemoryLimit"] == p.memory
         if executor_kind(name) in gpu:
             assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
             assert resources["accelerator"]["resourceCount"] == str(p.gpus)
@@ -202,9 +219,26 @@ def test_placement_follows_the_configuration(tmp_path, custom):
         assert cfg["nodeSelector"]["labels"] == placement.gpu_pool.node_selector
         as_text = lambda ts: [{k: str(v) for k, v in t.items()} for t in ts]  # int64 is a string in proto JSON
         assert as_text(cfg["tolerations"]) == as_text(placement.gpu_pool.tolerations)
-        assert cfg["pvcMount"][0]["mountPath"] == placement.volumes.checkpoint_path
+        if custom:
+            assert cfg["pvcMount"][0]["mountPath"] == placement.volumes.checkpoint_path
+        else:
+            assert "pvcMount" not in cfg, "no checkpoint claim on GKE's multi-node GPU pool"
+    for name, cfg in platform.items():  # every step has a timeout: the pod's activeDeadlineSeconds
+        p = placement.steps[executor_kind(name).replace("-", "_")]
+        assert int(cfg["activeDeadlineSeconds"]) == seconds(p.timeout), name
+    assert set(platform) == {f"exec-{k}" for k in KINDS}
+    models = platform["exec-embed"]["genericEphemeralVolume"][0]
+    assert models["size"] == placement.volumes.model_cache and models["mountPath"] == MODEL_CACHE_DIR
+    env = {e["name"]: e["value"] for e in executors["exec-embed"]["container"].get("env", [])}
+    assert env["HF_HOME"] == MODEL_CACHE_DIR
     if custom:
         assert spec["defaultPipelineRoot"] == "gs://bucket/pad"
+        assert models["storageClassName"] == "fast-ssd"
+        assert platform["exec-embed"]["secretAsEnv"][0]["secretName"] == "hf"
+        assert platform["exec-embed"]["secretAsEnv"][0]["keyToEnv"] == [{"secretKey": "token", "envVar": "HF_TOKEN"}]
+        for step in ("compare", "publish"):
+            assert platform[f"exec-{step}"]["pvcMount"] == [{"constant": "stores", "mountPath": "/stores",
+                                                             "pvcNameParameter": {"runtimeValue": {"constant": "stores"}}}]
         for name, cfg in platform.items():
             assert cfg["secretAsVolume"][0]["secretName"] == "gcs-key"
             env = {e["name"]: e["value"] for e in executors[name]["container"].get("env", [])}
@@ -219,78 +253,98 @@ def test_caching_and_retries_as_configured(tmp_path, custom):
             continue
         p = placement.steps[kind.replace("-", "_")]
         assert task.get("cachingOptions", {}).get("enableCache", False) is p.caching, name
-        if p.retries:
-            policy = task["retryPolicy"]
-            assert policy["maxRetryCount"] == p.retries
-            assert policy["backoffDuration"] == p.backoff and policy["backoffMaxDuration"] == p.backoff_max
-            assert policy["backoffFactor"] == p.backoff_factor
-        else:
-            assert "retryPolicy" not in task, name
+        # every task has a policy of its own, none included: else it would take the install's default
+        policy = task["retryPolicy"]
+        assert policy.get("maxRetryCount", 0) == p.retries, name
+        assert policy["backoffDuration"] == f"{seconds(p.backoff)}s"
+        assert policy["backoffMaxDuration"] == f"{p.retry_window()}s"
+        assert policy["backoffFactor"] == p.backoff_factor
     if custom:
         assert all_tasks(spec)["analyze"][1].get("cachingOptions", {}).get("enableCache", False) is False
 
 
 def test_gpu_steps_resume_from_the_checkpoint_volume(tmp_path):
-    spec, _, placement = compiled(tmp_path)
+    """Where a placement has a checkpoint claim (minikube), each GPU step mounts it and learns its run from the
+    pod's Workflow label; no step takes the run as an input (it would be in KFP's cache key)."""
+    package = compile_package(tmp_path / "pad.yaml", "minikube", allow_unbuilt=True)
+    spec, platform = list(yaml.safe_load_all(package.read_text()))
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    placement = load_placement("minikube")
     for name in placement.gpu_steps():
         params = all_tasks(spec)[name.replace("_", "-")][1]["inputs"]["parameters"]
         assert params["checkpoint_root"]["runtimeValue"]["constant"] == placement.volumes.checkpoint_path
-        assert params["run_id"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
+        assert "run_id" not in params
+        cfg = executors[f"exec-{name.replace('_', '-')}"]
+        assert cfg["pvcMount"][0]["mountPath"] == placement.volumes.checkpoint_path
+        assert cfg["fieldPathAsEnv"] == [{"name": "PAD_RUN", "fieldPath": RUN_FIELD}]
     assert "checkpoint_root" not in all_tasks(spec)["preprocess"][1]["inputs"]["parameters"]
 
 
 def test_compile_verb(tmp_path, capsys):
-    assert main(["pipeline", "compile", "--out", str(tmp_path / "p.yaml")]) == 0
+    assert main(["pipeline", "compile", "--allow-unbuilt-images", "--out", str(tmp_path / "p.yaml")]) == 0
     assert (tmp_path / "p.yaml").is_file() and "wrote" in capsys.readouterr().out
+
+
+BASE = "cluster: {shape: kind, pools: [{cpus: 8, memory: 32Gi, gpus: 1}]}\nencoders: [minilm]\n"
 
 
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("images: {cpu: a}\nsteps: {trian: {}}\n", "steps ['trian'] are not pipeline steps"),
-        ("images: {cpu: a}\nsteps: {embed: {image: gpu}}\n", "steps.embed.image is 'gpu'"),
-        ("images: {cpu: a}\nsteps: {embed: {gpus: one}}\n", "steps.embed option 'gpus' is 'one'; expected a whole number"),
-        ("images: {cpu: a}\nsteps: {embed: {gpus: -1}}\n", "steps.embed option 'gpus' is -1; allowed: 0 <= value"),
-        ("images: {cpu: a}\nsteps: {embed: {retries: 1.5}}\n", "steps.embed option 'retries' is 1.5; expected a whole"),
-        ("images: {cpu: a}\nsteps: {embed: {memory: 16GB}}\n", "steps.embed option 'memory' is '16GB'; allowed: bytes"),
-        ("images: {cpu: a}\nsteps: {embed: {cpu: two}}\n", "steps.embed option 'cpu' is 'two'; allowed: a number"),
-        ("images: {cpu: a}\nsteps: {embed: {backoff: 1 min}}\n", "option 'backoff' is '1 min'; allowed: a whole"),
-        ("images: {cpu: a}\nsteps: {embed: {backoff_factor: 0}}\n", "option 'backoff_factor' is 0.0; allowed: 1 <="),
-        ("images: {cpu: a}\nsteps: {embed: {caching: maybe}}\n", "option 'caching' is 'maybe'; expected true or false"),
-        ("images: {cpu: a}\ngpu_pool: {node_selector: {pool: 1}}\n", "'node_selector' is {'pool': 1}; expected a"),
-        ("images: {cpu: a}\ngpu_pool: {tolerations: {key: x}}\n", "'tolerations' is {'key': 'x'}; expected a list"),
-        ("images: {cpu: a}\ngpu_pool: {tolerations: [{kye: x}]}\n", "gpu_pool.tolerations[0]: unknown field(s) ['kye']"),
-        ("images: {cpu: a}\ngpu_pool: {tolerations: [{effect: NoRun}]}\n", "tolerations[0].effect is 'NoRun'; allowed"),
-        ("images: {cpu: a}\nvolumes: {checkpoint_pvc: My_Claim}\n", "'checkpoint_pvc' is 'My_Claim'; allowed: a Kub"),
-        ("images: {cpu: a}\nvolumes: {checkpoint_path: mnt}\n", "'checkpoint_path' is 'mnt'; allowed: an absolute"),
-        ("images: {cpu: a}\nsteps: {embed: {gpu: 1}}\n", "unknown field(s) ['gpu']"),
-        ("images: {cpu: a}\ngpu_pool: {selector: {}}\n", "gpu_pool: unknown field(s) ['selector']"),
-        ("images: {}\n", "field 'images'"),
-        ("image: {cpu: a}\n", "unknown top-level field(s) ['image']"),
-        ("images: {cpu: a}\nsteps: {publish: {caching: true}}\n", "steps.publish.caching is true"),
+        ("steps: {trian: {}}\n", "steps ['trian'] are not pipeline steps"),
+        ("steps: {embed: {image: tpu}}\n", "steps.embed option 'image' is 'tpu'; allowed: cpu, gpu, llm2vec"),
+        ("steps: {embed: {gpus: one}}\n", "steps.embed option 'gpus' is 'one'; expected a whole number"),
+        ("steps: {embed: {gpus: -1}}\n", "steps.embed option 'gpus' is -1; allowed: 0 <= value"),
+        ("steps: {embed: {retries: 1.5}}\n", "steps.embed option 'retries' is 1.5; expected a whole"),
+        ("steps: {embed: {memory: 16GB}}\n", "steps.embed option 'memory' is '16GB'; allowed: bytes"),
+        ("steps: {embed: {cpu: two}}\n", "steps.embed option 'cpu' is 'two'; allowed: a number"),
+        ("steps: {embed: {backoff: 1 min}}\n", "option 'backoff' is '1 min'; allowed: a whole"),
+        ("steps: {embed: {backoff_factor: 0}}\n", "option 'backoff_factor' is 0; allowed: 1 <="),
+        ("steps: {embed: {backoff_factor: 1.5}}\n", "option 'backoff_factor' is 1.5; expected a whole number"),
+        ("steps: {embed: {timeout: forever}}\n", "option 'timeout' is 'forever'; allowed: a whole"),
+        ("steps: {embed: {caching: maybe}}\n", "option 'caching' is 'maybe'; expected true or false"),
+        ("gpu_pool: {node_selector: {pool: 1}}\n", "'node_selector' is {'pool': 1}; expected a"),
+        ("gpu_pool: {tolerations: {key: x}}\n", "'tolerations' is {'key': 'x'}; expected a list"),
+        ("gpu_pool: {tolerations: [{kye: x}]}\n", "gpu_pool.tolerations[0]: unknown field(s) ['kye']"),
+        ("gpu_pool: {tolerations: [{effect: NoRun}]}\n", "tolerations[0].effect is 'NoRun'; allowed"),
+        ("volumes: {checkpoint_pvc: My_Claim}\n", "'checkpoint_pvc' is 'My_Claim'; allowed: a Kub"),
+        ("volumes: {checkpoint_path: mnt}\n", "'checkpoint_path' is 'mnt'; allowed: an absolute"),
+        ("steps: {embed: {gpu: 1}}\n", "unknown field(s) ['gpu']"),
+        ("gpu_pool: {selector: {}}\n", "gpu_pool: unknown field(s) ['selector']"),
+        ("images: {cpu: a}\n", "unknown top-level field(s) ['images'] (image references now come from"),
+        ("steps: {publish: {caching: true}}\n", "steps.publish.caching is true"),
+        ("steps: {fingerprint: {caching: true}}\n", "steps.fingerprint.caching is true"),
+        ("encoders: [minilm, bert]\n", "encoders is ['minilm', 'bert']; expected a list of some of"),
+        ("encoders: [llm2vec]\n", "encoders include llm2vec, which download their weights"),
+        ("steps: {pretrain: {memory: 33Gi}}\n", "steps.pretrain asks 1 CPU, 33.0 GiB (with KFP's launcher); no node"),
+        ("steps: {pretrain: {cpu: \"9\"}}\n", "steps.pretrain asks 9 CPU"),
+        ("steps: {pretrain: {gpus: 2}}\n", "none admits it"),
+        ("steps: {pretrain: {timeout: 2d}}\n", "may take 518490 s with its retries, longer than run_timeout 3d"),
+        ("run_timeout: soon\n", "run_timeout is 'soon'"),
+        ("cluster: {shape: aks, pools: []}\n", "cluster.shape is 'aks'; allowed: gke, kind, minikube"),
+        ("cluster: {shape: kind, pools: [{cpus: 4, memory: 16Gi, taints: [gpu]}]}\n", "taint 'gpu'; expected key"),
     ],
 )
 def test_bad_placement_is_named(tmp_path, text, message):
     path = tmp_path / "bad.yaml"
-    path.write_text(text)
+    path.write_text(BASE + text if not text.startswith("cluster") else text)
     with pytest.raises(PadError) as err:
         load_placement(path)
     assert message in str(err.value) and str(path) in str(err.value)
 
 
-def test_set_images_rewrites_only_the_images(tmp_path):
-    path = tmp_path / "placement.yaml"
-    path.write_text(DEFAULT_PATH.read_text())
-    set_images(path, {"gpu": "reg.example/pad-gpu:0.1.0-1a2b3c4", "cpu": "reg.example/pad-cpu:0.1.0-1a2b3c4"})
-    placement = load_placement(path)
-    assert placement.images["gpu"] == "reg.example/pad-gpu:0.1.0-1a2b3c4"
-    assert placement.images["llm2vec"] == load_placement(DEFAULT_PATH).images["llm2vec"]
-    old, new = DEFAULT_PATH.read_text().splitlines(), path.read_text().splitlines()
-    changed = [(a, b) for a, b in zip(old, new) if a != b]
-    assert len(old) == len(new) and len(changed) == 2
-    assert all("#" in b for _, b in changed), "comments on the rewritten lines are kept"
-    with pytest.raises(PadError, match="no entry"):
-        set_images(path, {"tpu": "x"})
+def test_a_placement_without_a_cluster_says_what_is_missing(tmp_path):
+    path = tmp_path / "bare.yaml"
+    path.write_text("steps: {}\n")
+    with pytest.raises(PadError, match="no 'cluster:' section"):
+        load_placement(path)
+
+
+def test_shipped_placements_are_named_by_their_shape():
+    assert load_placement("kind").cluster.shape == "kind" and load_placement("minikube").cluster.shape == "minikube"
+    assert load_placement("gke").source == load_placement().source
+    with pytest.raises(PadError, match="placement file not found .*gke, kind, minikube"):
+        load_placement("aks")
 
 
 def test_every_step_is_placed():
@@ -318,29 +372,25 @@ def test_a_store_gates_publishing_on_the_comparison(tmp_path):
     assert params("recommend")["k"] == {"componentInputParameter": "pipelinechannel--top_k"}
 
 
-def test_recurring_package_caches_nothing_and_bounds_the_data_by_the_schedule(tmp_path):
-    from pipelines.client import cached_tasks
-
+def test_recurring_package_is_its_own_pipeline_and_bounds_the_data_by_the_schedule(tmp_path):
     normal, recurring = tmp_path / "normal.yaml", tmp_path / "recurring.yaml"
-    compile_package(normal)
-    compile_package(recurring, recurring=True)
-    assert cached_tasks(normal), "one-off runs cache as the placement says"
-    assert cached_tasks(recurring) == []
-    spec = next(yaml.safe_load_all(recurring.read_text()))
-    for name, (kind, task, _) in all_tasks(spec).items():  # every task of every DAG, groups included
-        assert task.get("cachingOptions", {}).get("enableCache", False) is False, name
-    prep = all_tasks(spec)["preprocess"][1]["inputs"]["parameters"]
-    assert prep["scheduled_time"]["runtimeValue"]["constant"] == "{{$.pipeline_job_schedule_time_utc}}"
-    assert prep["as_of"] == {"componentInputParameter": "as_of"}
-    once = all_tasks(next(yaml.safe_load_all(normal.read_text())))["preprocess"][1]["inputs"]["parameters"]
-    assert once["scheduled_time"]["runtimeValue"]["constant"] == ""
+    compile_package(normal, allow_unbuilt=True)
+    compile_package(recurring, recurring=True, allow_unbuilt=True)
+    once, again = (next(yaml.safe_load_all(p.read_text())) for p in (normal, recurring))
+    assert once["pipelineInfo"]["name"] == "pad" and again["pipelineInfo"]["name"] == "pad-recurring"
+    for spec, bound in ((once, ""), (again, "{{$.pipeline_job_schedule_time_utc}}")):
+        fp = all_tasks(spec)["fingerprint"][1]
+        assert fp["inputs"]["parameters"]["scheduled_time"]["runtimeValue"]["constant"] == bound
+        assert fp.get("cachingOptions", {}).get("enableCache", False) is False, "the fingerprint is never cached"
+        prep = all_tasks(spec)["preprocess"][1]
+        assert prep["inputs"]["parameters"]["as_of"] == {"taskOutputParameter": {"outputParameterKey": "as_of",
+                                                                                  "producerTask": "fingerprint"}}
+        assert prep["cachingOptions"]["enableCache"] is True, "unchanged data: preprocess is answered from the cache"
 
 
 def test_compile_verb_recurring(tmp_path):
-    from pipelines.client import cached_tasks
-
-    assert main(["pipeline", "compile", "--recurring", "--out", str(tmp_path / "r.yaml")]) == 0
-    assert cached_tasks(tmp_path / "r.yaml") == []
+    assert main(["pipeline", "compile", "--recurring", "--allow-unbuilt-images", "--out", str(tmp_path / "r.yaml")]) == 0
+    assert next(yaml.safe_load_all((tmp_path / "r.yaml").read_text()))["pipelineInfo"]["name"] == "pad-recurring"
 
 
 def test_baselines_fan_out_beside_pad_and_meet_in_the_leaderboard(tmp_path):
@@ -368,4 +418,4 @@ def test_baselines_fan_out_beside_pad_and_meet_in_the_leaderboard(tmp_path):
     # each baseline is a GPU step, as the placement says
     resources = spec["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]
     assert resources["accelerator"]["resourceCount"] == str(placement.steps["train"].gpus)
-    assert "exec-train" in executors and "exec-leaderboard" not in executors  # only GPU steps get the pool
+    assert "nodeSelector" in executors["exec-train"] and "nodeSelector" not in executors["exec-leaderboard"]

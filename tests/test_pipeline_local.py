@@ -64,7 +64,7 @@ def local_run(tmp_path_factory):
 
 def test_every_step_ran_and_succeeded(local_run):
     steps = [name for name, _, _ in local_run.steps]
-    assert sorted(steps) == sorted(["check", "preprocess", "embed", "embed", "embed-merge", "pretrain", "align",
+    assert sorted(steps) == sorted(["check", "fingerprint", "preprocess", "embed", "embed", "embed-merge", "pretrain", "align",
                                     "finetune", "analyze", "compare", "publish", "recommend", "baselines-plan",
                                     "train", "train", "leaderboard"])
     assert all(status == "SUCCESS" for _, _, status in local_run.steps)
@@ -72,6 +72,7 @@ def test_every_step_ran_and_succeeded(local_run):
     assert steps.index("finetune") > steps.index("align") > steps.index("pretrain")
     assert steps.index("recommend") > steps.index("publish") > steps.index("compare") > steps.index("finetune")
     assert steps.index("leaderboard") > max(i for i, s in enumerate(steps) if s in ("train", "finetune"))
+    assert steps.index("check") < steps.index("fingerprint") < steps.index("preprocess")
     assert steps.index("check") < min(steps.index("embed"), steps.index("pretrain"))
 
 
@@ -162,8 +163,8 @@ def test_a_failing_step_is_named(tmp_path, capsys):
     rc = main(["run", "--source", f"files:{tmp_path / 'missing'}", "--out", str(tmp_path / "runs")])
     captured = capsys.readouterr()
     assert rc == 2
-    assert "the local pipeline failed at step preprocess" in captured.err
-    assert "✘ preprocess failure" in captured.out
+    assert "the local pipeline failed at step fingerprint" in captured.err
+    assert "✘ fingerprint failure" in captured.out and f"{tmp_path / 'missing'}: folder not found" in captured.out
 
 
 @pytest.mark.parametrize("indent", ["    ", "        "])
@@ -245,14 +246,13 @@ def test_a_step_container_reports_its_exit_code_and_goes(code, capsys):
 def test_the_docker_runner_mounts_the_data_and_names_missing_images(tmp_path, monkeypatch):
     import pipelines.containers
     from pipelines.containers import docker_runner, local_folders
-    from pipelines.placement import load_placement
 
-    placement = load_placement()
+    images = {"cpu": "pad.local/pad-cpu:1", "gpu": "pad.local/pad-gpu:1"}
     monkeypatch.setenv("PAD_DATA_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(pipelines.containers, "engine", lambda: FakeEngine(images=[placement.images["cpu"]]))
-    with pytest.raises(PadError, match=rf"has no image .*{placement.images['gpu']}.*docker/build.py --registry"):
-        docker_runner(placement, [], {})
-    monkeypatch.setattr(pipelines.containers, "engine", lambda: FakeEngine(images=placement.images.values()))
+    monkeypatch.setattr(pipelines.containers, "engine", lambda: FakeEngine(images=[images["cpu"]]))
+    with pytest.raises(PadError, match=r"has no image pad.local/pad-gpu:1 .*docker/build.py --registry"):
+        docker_runner(images, "p.yaml", [], {})
+    monkeypatch.setattr(pipelines.containers, "engine", lambda: FakeEngine(images=images.values()))
     (tmp_path / "shop").mkdir()
     monkeypatch.chdir(tmp_path)
     params, folders = local_folders({"source": "files:shop", "store": "runs/store", "seed": 1})
@@ -262,7 +262,7 @@ def test_the_docker_runner_mounts_the_data_and_names_missing_images(tmp_path, mo
     assert local_folders({"source": "files:gs://b/shop", "store": "gs://b/store"})[1] == []
     with pytest.raises(PadError, match="folder .*missing not found"):
         local_folders({"source": "files:missing"})
-    runner = docker_runner(placement, folders, {"OMP_NUM_THREADS": "1"})
+    runner = docker_runner(images, "p.yaml", folders, {"OMP_NUM_THREADS": "1"})
     mounts = {m["Source"]: (m["Target"], m["ReadOnly"]) for m in runner.container_run_args["mounts"]}
     home = str(tmp_path / "home")
     assert mounts == {home: (home, False), str(shop): (str(shop), True), str(store): (str(store), False)}
@@ -282,16 +282,19 @@ def test_a_bad_parameter_fails_the_check_step_before_any_gpu_step(tmp_path):
     from kfp import local
 
     from conftest import _synthetic_raw
+    from pipelines.images import image_refs
     from pipelines.pad_pipeline import build_pipeline
     from pipelines.placement import load_placement
 
+    placement = load_placement()
+    pipeline = build_pipeline(placement, image_refs(placement.targets(), None, allow_unbuilt=True), local=True)
     raw = _synthetic_raw(n_users=60, n_items=20, seed=2)
     (tmp_path / "source").mkdir()
     raw.interactions.to_csv(tmp_path / "source" / "interactions.csv", index=False)
     raw.items.to_csv(tmp_path / "source" / "items.csv", index=False)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "runs"))
     with pytest.raises(RuntimeError, match=r"Inner task failed: \S*'check'"):
-        build_pipeline(load_placement())(source=f"files:{tmp_path / 'source'}", train_options={"dim": 0})
+        pipeline(source=f"files:{tmp_path / 'source'}", train_options={"dim": 0})
     ran = {p.name for p in (tmp_path / "runs").glob("pad-*/*")}  # the folders of the tasks that wrote outputs
     assert not ran & {"pretrain", "align", "finetune", "embed-merge", "analyze"}
     assert not list((tmp_path / "runs").glob("pad-*/for-loop*")), "no embedding shard started"
