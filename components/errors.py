@@ -20,10 +20,12 @@ INPUT_ERROR = "pad input error"
 TERMINATION_LOG = Path("/dev/termination-log")  # Kubernetes' default terminationMessagePath
 
 
-def record_input_error(exc: BaseException, log: Path = TERMINATION_LOG) -> bool:
-    """Write `exc` (a PadError) as the pod's termination message; False outside a pod (no log file)."""
+def record_input_error(exc: BaseException, log: Path | None = None) -> bool:
+    """Write `exc` (a PadError) as the pod's termination message (`log`, default TERMINATION_LOG); False outside a
+    pod (no log file)."""
     from padcore.errors import PadError
 
+    log = log or TERMINATION_LOG
     if not isinstance(exc, PadError) or not log.exists() or not os.access(log, os.W_OK):
         return False
     log.write_text(f"{INPUT_ERROR}: {exc}"[:4000])  # Kubernetes keeps at most 4096 bytes

@@ -50,16 +50,56 @@ def compile_package(out: str | os.PathLike, placement_path: str | os.PathLike | 
 
     from pipelines.images import image_refs
     from pipelines.pad_pipeline import build_pipeline
-    from pipelines.placement import load_placement
+    from pipelines.placement import load_placement, seconds
 
     placement = load_placement(placement_path)
     refs = image_refs(placement.targets(), placement.cluster.shape, images, allow_unbuilt, placement.source)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.tmp{out.suffix or '.yaml'}")
-    compiler.Compiler().compile(build_pipeline(placement, refs, recurring=recurring), str(tmp))
-    os.replace(tmp, out)
+    try:
+        compiler.Compiler().compile(build_pipeline(placement, refs, recurring=recurring), str(tmp))
+        spec, platform = list(yaml.safe_load_all(tmp.read_text()))
+        longest = longest_chain(spec, platform)
+        if longest > seconds(placement.run_timeout):
+            raise PadError(f"{placement.source}: run_timeout {placement.run_timeout} is shorter than the pipeline's "
+                           f"slowest chain of steps with all their retries ({longest} s): raise it")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
     return out
+
+
+def retry_window(policy: dict, deadline: int) -> int:
+    """Seconds a task with this IR retry policy and pod deadline may take, every attempt and wait included."""
+    retries = int(policy.get("maxRetryCount", 0))
+    factor = float(policy.get("backoffFactor", 2))
+    waits = sum(int(str(policy.get("backoffDuration", "0s")).rstrip("s")) * factor ** k for k in range(retries))
+    return int((retries + 1) * deadline + waits)
+
+
+def longest_chain(spec: dict, platform: dict) -> int:
+    """Seconds of the package's slowest chain of dependent tasks, each with all its retries (a loop's iterations
+    run side by side): the least a run's deadline must allow."""
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    components = spec["components"]
+    dags = {"root": spec["root"]["dag"]["tasks"],
+            **{name: c["dag"]["tasks"] for name, c in components.items() if "dag" in c}}
+    memo: dict[tuple[str, str], int] = {}
+
+    def cost(dag: str, name: str) -> int:
+        if (dag, name) not in memo:
+            task = dags[dag][name]
+            ref = task["componentRef"]["name"]
+            if ref in dags:
+                own = max((cost(ref, n) for n in dags[ref]), default=0)
+            else:
+                deadline = int(executors.get(components[ref]["executorLabel"], {}).get("activeDeadlineSeconds", 0))
+                own = retry_window(task.get("retryPolicy", {}), deadline)
+            memo[(dag, name)] = own + max((cost(dag, d) for d in task.get("dependentTasks", [])), default=0)
+        return memo[(dag, name)]
+
+    return max(cost("root", n) for n in dags["root"])
 
 
 def _spec(package: Path) -> dict:

@@ -74,15 +74,17 @@ def write_record(path: str | os.PathLike | None, built: dict[str, Built]) -> Pat
 
 
 def image_refs(targets: list[str], shape: str | None, record: str | os.PathLike | None = None,
-               allow_unbuilt: bool = False, placement: str = "the placement") -> dict[str, str]:
-    """target -> reference for a package for a cluster of `shape` (None: this machine's engine, any delivery)."""
+               allow_unbuilt: bool = False, placement: str = "the placement",
+               otherwise: str = "or pass --allow-unbuilt-images to only read the package") -> dict[str, str]:
+    """target -> reference for a package for a cluster of `shape` (None: this machine's engine, any delivery).
+    `otherwise`: what else the user may do, for the message naming a target nothing built."""
     if allow_unbuilt:
         return {t: unbuilt(t) for t in targets}
     built, path = read_record(record), record_path(record)
     for t in targets:
         if t not in built:
             raise PadError(f"{placement} runs steps in image '{t}', which no docker/build.py run recorded in {path}; "
-                           f"{BUILD_HINT}, or pass --allow-unbuilt-images to only read the package")
+                           f"{BUILD_HINT}, {otherwise}")
         if shape is not None and not built[t].delivered.startswith(DELIVERIES[shape]):
             raise PadError(f"image {built[t].ref} ({path}) was {_how(built[t].delivered)}, where a {shape} cluster "
                            f"cannot pull it; {'push it' if shape == 'gke' else f'push it or load it into the {shape} cluster'}"

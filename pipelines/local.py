@@ -177,7 +177,8 @@ def run_local(
         steps={s: dataclasses.replace(p, retries=0) for s, p in placement.steps.items()},
     )
     # the subprocess runner runs every step here; the docker runner in the images docker/build.py recorded
-    images = image_refs(placement.targets(), None, allow_unbuilt=runner == "subprocess", placement=placement.source)
+    images = image_refs(placement.targets(), None, allow_unbuilt=runner == "subprocess", placement=placement.source,
+                        otherwise="with --no-push for this machine's engine (or run without --runner docker)")
     pipeline = build_pipeline(placement, images, local=True)
     inputs = pipeline.component_spec.inputs or {}
     params = {**params, **parse_params(list(pairs), {name: spec.type for name, spec in inputs.items()})}

@@ -1,6 +1,7 @@
 """Each component's function (`.python_func`) on local artifact paths: outputs, UI outputs, failures, resume."""
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -180,24 +181,29 @@ def test_retried_step_resumes_from_the_checkpoint_volume(chain, tmp_path, monkey
             (Path(out) / name).write_text((Path(chain["pretrain"]["model"].path) / name).read_text())
 
     monkeypatch.setattr(padcore.steps, "pretrain", flaky_pretrain)
+    monkeypatch.setenv("PAD_RUN", "pad-x7k2p")  # the run's Workflow name, which the pipeline gives each GPU pod
     volume = tmp_path / "volume"
+    (volume / "old-run").mkdir(parents=True)  # an abandoned run's folder, older than KEEP_DAYS
+    os.utime(volume / "old-run", (0, 0))
     for attempt in (1, 2):
         d = tmp_path / f"attempt-{attempt}"
         outputs = dict(model=artifact(Model, d, "model"), metrics=artifact(Metrics, d, "metrics"),
                        results=artifact(Markdown, d, "results"), plots=artifact(HTML, d, "plots"))
-        call = lambda: pretrain.python_func(dataset=chain["dataset"], **outputs, checkpoint_root=str(volume),
-                                            run_id="run-42")
+        call = lambda: pretrain.python_func(dataset=chain["dataset"], **outputs, checkpoint_root=str(volume))
         if attempt == 1:
             with pytest.raises(RuntimeError, match="preempted"):
                 call()
         else:
             call()
-    assert seen == [(str(volume / "run-42" / "pretrain"), False), (str(volume / "run-42" / "pretrain"), True)]
+    work = volume / "pad-x7k2p" / "pretrain"
+    assert seen == [(str(work), False), (str(work), True)]
     assert (Path(outputs["model"].path) / "metrics.json").is_file(), "the finished work is copied to the output"
+    assert not work.exists() and not (volume / "pad-x7k2p").exists(), "a finished step leaves nothing on the volume"
+    assert not (volume / "old-run").exists(), "abandoned runs are swept"
 
 
 def test_without_a_volume_the_step_writes_its_output_directly(tmp_path):
-    with work_folder(str(tmp_path / "out"), "", "run", "pretrain") as out:
+    with work_folder(str(tmp_path / "out"), "", "pretrain") as out:
         assert out == str(tmp_path / "out")
 
 
@@ -247,3 +253,26 @@ def test_compare_publish_recommend(chain, tmp_path):
     assert logged["publish"] == 0.0 and logged["champion-ndcg@10"] == logged["challenger-ndcg@10"]
     md = Path(second["summary"].path).read_text()
     assert f"Champion `{version}`" in md and "keep the champion" in md
+
+
+def test_the_compare_step_with_a_champion_that_scores_zero_writes_strict_json(chain, tmp_path, monkeypatch):
+    """Row 12 of the cluster issue: gain = inf went into Metrics as `Infinity`, which KFP's Go launcher refuses."""
+    import padcore.compare
+    from cluster_rules import strict_json
+    from components.compare import compare
+
+    real = padcore.compare.compare
+
+    def zero_champion(*args, **kwargs):
+        result = real(*args, **kwargs)
+        result.update(champion={**result["challenger"], "ndcg@10": 0.0}, gain=float("inf"), champion_version="v0",
+                      champion_items_known=1, test_targets_new_to_champion=0)
+        return result
+
+    monkeypatch.setattr(padcore.compare, "compare", zero_champion)
+    outputs = dict(comparison=artifact(Artifact, tmp_path, "comparison"), metrics=artifact(Metrics, tmp_path, "m"),
+                   summary=artifact(Markdown, tmp_path, "summary"))
+    compare.python_func(dataset=chain["dataset"], text=chain["text"], model=chain["finetune"]["model"],
+                        store=str(tmp_path / "store"), **outputs)
+    strict_json(json.dumps(outputs["metrics"].metadata))
+    assert "gain" not in outputs["metrics"].metadata

@@ -1,9 +1,8 @@
 """docker/build.py and the Dockerfile, without a Docker engine: context, build inputs and arguments, tags, the
-build/push calls, the placement rewrite. tests/containers/run.sh builds the images for real."""
+build/push/load calls, the image record. tests/containers/run.sh builds the images for real."""
 
 import importlib.util
 import re
-import shutil
 import sys
 import tarfile
 from io import BytesIO
@@ -11,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.placement import DEFAULT_PATH, load_placement
+from pipelines.images import read_record
+from pipelines.placement import STEPS, TARGETS, load_placement
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("pad_docker_build", ROOT / "docker" / "build.py")
@@ -100,10 +100,28 @@ def test_tags_are_version_and_sha_never_latest():
     assert refs == {t: f"reg.example/team/pad-{t}:0.1.0-1a2b3c4" for t in ("cpu", "gpu", "llm2vec")}
 
 
+def test_build_arguments_and_wheels_are_in_the_tag(inputs):
+    """Two builds of one commit with other arguments are two images: they never share a tag (KFP caches on it)."""
+    plain = build.image_tag("0.1.0", "1a2b3c4", False, b"c", build.build_config({}, build.BuildInputs()))
+    assert plain == "0.1.0-1a2b3c4"
+    base = build.build_config({"BASE": "my.mirror/python:3.11-slim"}, build.BuildInputs())
+    other = build.build_config({"BASE": "my.mirror/python:3.12-slim"}, build.BuildInputs())
+    tagged = build.image_tag("0.1.0", "1a2b3c4", False, b"c", base)
+    assert re.fullmatch(r"0\.1\.0-1a2b3c4-cfg-[0-9a-f]{8}", tagged)
+    assert tagged != build.image_tag("0.1.0", "1a2b3c4", False, b"c", other)
+    proxied = build.build_config({"BASE": "my.mirror/python:3.11-slim", "HTTPS_PROXY": "http://p:3128"},
+                                 build.BuildInputs())
+    assert build.image_tag("0.1.0", "1a2b3c4", False, b"c", proxied) == tagged, "a proxy changes no image"
+    wheels = build.build_config({}, build.BuildInputs(torch_wheels=inputs.torch_wheels))
+    assert wheels and all(k.startswith("wheel:") for k in wheels)
+
+
 def test_dockerfile_targets_match_the_placement_images():
     text = (ROOT / "docker" / "Dockerfile").read_text()
     images = set(re.findall(r"^FROM base AS ([\w-]+)$", text, re.M)) - {"build"}  # the runtime stages
-    assert images == set(build.ALL_TARGETS) and set(build.TARGETS) == set(load_placement().images)
+    assert images == set(build.ALL_TARGETS) and set(build.TARGETS) == set(TARGETS)
+    for shape in ("gke", "kind", "minikube"):  # every image a shipped placement names is one build.py makes
+        assert set(load_placement(shape).targets()) <= set(build.TARGETS), shape
     # every image ends as the non-root user, and pins the torch the project pins
     stages = {re.match(r"\S+ AS ([\w-]+)", s).group(1): s for s in re.split(r"^FROM ", text, flags=re.M)[1:]}
     for name in build.ALL_TARGETS:
@@ -124,6 +142,10 @@ class FakeDocker:
         self.calls = []
         self.fail_on = fail_on
         self.api = self
+        self.images = self
+
+    def get(self, ref):
+        return type("Image", (), {"id": f"sha256:{ref}"})()
 
     def build(self, **kwargs):
         self.calls.append(("build", kwargs["tag"], kwargs["target"], kwargs["dockerfile"]))
@@ -140,87 +162,110 @@ class FakeDocker:
 
 
 @pytest.fixture
-def placement(tmp_path):
-    path = tmp_path / "placement.yaml"
-    shutil.copy(DEFAULT_PATH, path)
-    return path
+def record(tmp_path):
+    return tmp_path / "pad-images.json"
 
 
-def test_build_push_and_record(monkeypatch, placement, capsys):
+def test_build_push_and_record(monkeypatch, record, capsys):
     import docker
 
     fake = FakeDocker()
     monkeypatch.setattr(docker, "from_env", lambda **_: fake)
-    assert build.main(["--registry", "reg.example/me", "--targets", "cpu", "gpu", "--placement", str(placement)]) == 0
-    images = load_placement(placement).images
-    assert images["cpu"].startswith("reg.example/me/pad-cpu:0.1.0-") and images["gpu"].startswith("reg.example/me/pad-gpu:")
-    assert images["llm2vec"] == load_placement(DEFAULT_PATH).images["llm2vec"], "targets not built keep their image"
-    assert fake.calls == [
-        ("build", images["cpu"], "cpu", ".pad.Dockerfile"), ("push", images["cpu"]),
-        ("build", images["gpu"], "gpu", ".pad.Dockerfile"), ("push", images["gpu"]),
-    ]
+    assert build.main(["--registry", "reg.example/me", "--targets", "cpu", "gpu", "--record", str(record)]) == 0
+    built = read_record(record)
+    assert set(built) == {"cpu", "gpu"} and all(b.delivered == "pushed" for b in built.values())
+    cpu, gpu = built["cpu"].ref, built["gpu"].ref
+    assert cpu.startswith("reg.example/me/pad-cpu:0.1.0-") and gpu.startswith("reg.example/me/pad-gpu:")
+    assert built["cpu"].image_id == f"sha256:{cpu}"
+    assert fake.calls == [("build", cpu, "cpu", ".pad.Dockerfile"), ("push", cpu),
+                          ("build", gpu, "gpu", ".pad.Dockerfile"), ("push", gpu)]
+    # a later build of another target adds to the record
+    assert build.main(["--registry", "reg.example/me", "--targets", "llm2vec", "--record", str(record)]) == 0
+    assert set(read_record(record)) == {"cpu", "gpu", "llm2vec"}
 
 
-def test_build_args_and_inputs_reach_the_engine(monkeypatch, placement, inputs):
+def test_a_build_changes_no_tracked_file(monkeypatch, record):
+    """The record lies outside the build context and git, so building twice gives one tag, not a dirty one."""
+    import docker
+
+    monkeypatch.setattr(docker, "from_env", lambda **_: FakeDocker())
+    before = build.git("status", "--porcelain")
+    tags = []
+    for _ in range(2):
+        assert build.main(["--registry", "pad.local", "--targets", "cpu", "--no-push", "--record", str(record)]) == 0
+        tags.append(read_record(record)["cpu"].ref)
+    assert build.git("status", "--porcelain") == before and tags[0] == tags[1]
+    assert "pad-images.json" not in build.context_files()
+
+
+def test_build_args_and_inputs_reach_the_engine(monkeypatch, record, inputs):
     import docker
 
     fake = FakeDocker()
     monkeypatch.setattr(docker, "from_env", lambda **_: fake)
-    assert build.main(["--registry", "pad.local", "--targets", "cpu", "--no-push", "--placement", str(placement),
+    assert build.main(["--registry", "pad.local", "--targets", "cpu", "--no-push", "--record", str(record),
                        "--build-arg", "BASE=pad.local/debian:bookworm-python3", "--ca-bundle", str(inputs.ca_bundle),
                        "--torch-wheels", str(inputs.torch_wheels)]) == 0
     assert [c[0] for c in fake.calls] == ["build"]
     assert fake.buildargs == {"BASE": "pad.local/debian:bookworm-python3", "CPU_TORCH_PIP": build.WHEELS_PIP,
                               "CUDA_TORCH_PIP": build.WHEELS_PIP}
     assert {".pad-build/ca.crt", ".pad-build/wheels/sympy-1.14.0-py3-none-any.whl"} <= set(fake.context_names)
+    assert read_record(record)["cpu"].delivered == "local" and "-cfg-" in read_record(record)["cpu"].ref
 
 
-def test_the_serve_image_is_built_but_not_placed(monkeypatch, placement, capsys):
+def test_the_serve_image_is_built_and_recorded(monkeypatch, record, capsys):
     import docker
 
-    fake, before = FakeDocker(), placement.read_text()
+    fake = FakeDocker()
     monkeypatch.setattr(docker, "from_env", lambda **_: fake)
-    assert build.main(["--registry", "pad.local", "--targets", "serve", "--no-push", "--placement", str(placement)]) == 0
+    assert build.main(["--registry", "pad.local", "--targets", "serve", "--no-push", "--record", str(record)]) == 0
     ref = fake.calls[0][1]
     assert fake.calls == [("build", ref, "serve", ".pad.Dockerfile")] and ref.startswith("pad.local/pad-serve:0.1.0-")
-    assert placement.read_text() == before
+    assert read_record(record)["serve"].ref == ref
     assert f"serve image: {ref}" in capsys.readouterr().out
 
 
-def test_no_engine_is_a_clear_error(monkeypatch, placement, capsys):
+def test_no_engine_is_a_clear_error(monkeypatch, record, capsys):
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    assert build.main(["--registry", "pad.local", "--targets", "cpu", "--placement", str(placement)]) == 2
+    assert build.main(["--registry", "pad.local", "--targets", "cpu", "--record", str(record)]) == 2
     err = capsys.readouterr().err
     assert "no container engine answers at unix:///nonexistent/docker.sock" in err and "podman system service" in err
+    assert not record.exists()
 
 
-def test_kind_load_instead_of_push(monkeypatch, placement):
+@pytest.mark.parametrize("flag, delivered, command", [
+    ("--kind-load", "kind:pad", ["kind", "load", "docker-image", "REF", "--name", "pad"]),
+    ("--minikube-load", "minikube:pad", ["minikube", "image", "load", "REF", "--profile", "pad"]),
+])
+def test_load_into_a_local_cluster_instead_of_push(monkeypatch, record, flag, delivered, command):
+    import subprocess
+
     import docker
 
-    fake, loaded = FakeDocker(), []
+    fake, ran, real = FakeDocker(), [], subprocess.run
     monkeypatch.setattr(docker, "from_env", lambda **_: fake)
-    monkeypatch.setattr(build, "kind_load", lambda ref, cluster: loaded.append((ref, cluster)))
-    assert build.main(["--registry", "pad.local", "--targets", "cpu", "--kind-load", "pad", "--placement", str(placement)]) == 0
-    assert [c[0] for c in fake.calls] == ["build"] and loaded == [(load_placement(placement).images["cpu"], "pad")]
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: real(cmd, **kw) if cmd[0] == "git" else ran.append(cmd))
+    assert build.main(["--registry", "pad.local", "--targets", "cpu", flag, "pad", "--record", str(record)]) == 0
+    ref = read_record(record)["cpu"].ref
+    assert [c[0] for c in fake.calls] == ["build"] and ran == [[ref if a == "REF" else a for a in command]]
+    assert read_record(record)["cpu"].delivered == delivered
 
 
-def test_failed_build_leaves_the_placement_alone(monkeypatch, placement, capsys):
+def test_failed_build_records_nothing(monkeypatch, record, capsys):
     import docker
 
-    before = placement.read_text()
     refs = build.image_refs("reg.example/me", "x")
     fake = FakeDocker()
     monkeypatch.setattr(docker, "from_env", lambda **_: fake)
     monkeypatch.setattr(build, "image_refs", lambda registry, tag, targets: {"cpu": refs["cpu"]})
     fake.fail_on = refs["cpu"]
-    assert build.main(["--registry", "reg.example/me", "--placement", str(placement)]) == 2
+    assert build.main(["--registry", "reg.example/me", "--record", str(record)]) == 2
     assert "pip install failed" in capsys.readouterr().err
-    assert placement.read_text() == before
+    assert not record.exists()
 
 
-def test_dry_run_prints_and_writes_nothing(placement, capsys):
-    before = placement.read_text()
-    assert build.main(["--registry", "reg.example/me", "--dry-run", "--placement", str(placement)]) == 0
+def test_dry_run_prints_and_writes_nothing(record, capsys):
+    assert build.main(["--registry", "reg.example/me", "--dry-run", "--record", str(record)]) == 0
     out = capsys.readouterr().out
     assert all(f"reg.example/me/pad-{t}:" in out for t in build.TARGETS)
-    assert placement.read_text() == before
+    assert not record.exists()

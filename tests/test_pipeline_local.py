@@ -271,6 +271,14 @@ def test_the_docker_runner_mounts_the_data_and_names_missing_images(tmp_path, mo
 
 
 def test_the_docker_runner_without_an_engine_says_how_to_start_one(tmp_path, monkeypatch, capsys):
+    from pipelines.images import Built, write_record
+
+    monkeypatch.setenv("PAD_IMAGES", str(tmp_path / "none.json"))
+    assert main(["run", "--runner", "docker", "--out", str(tmp_path)]) == 2
+    assert "no docker/build.py run recorded" in capsys.readouterr().err  # nothing built yet: build first
+    write_record(tmp_path / "built.json", {t: Built(f"pad.local/pad-{t}:1", "sha256:x", "local", "now")
+                                           for t in ("cpu", "gpu", "llm2vec")})
+    monkeypatch.setenv("PAD_IMAGES", str(tmp_path / "built.json"))
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     assert main(["run", "--runner", "docker", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err

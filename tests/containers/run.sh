@@ -14,7 +14,7 @@
 # State lives in $PAD_CONTAINERS_HOME (default /var/tmp/pad-containers) and a
 # rerun reuses it: podman's storage, in an ext4 image of its own (see below; it
 # only grows: delete storage.img to start afresh), the base rootfs tarball, the
-# torch wheels, the placement file of the last build.
+# torch wheels, the image record of the last build.
 #   PAD_DEBIAN_MIRROR       debootstrap's mirror (default http://deb.debian.org/debian)
 #   PAD_BUILD_CA_BUNDLE     CAs pip trusts during the build (default: this machine's bundle)
 #   PAD_CONTAINER_TARGETS   images to build (default cpu; the tests run every step in the first)
@@ -29,7 +29,7 @@ read -r -a targets <<< "${PAD_CONTAINER_TARGETS:-cpu}"
 base=pad.local/debian:bookworm-python3
 storage="$home/storage"
 socket="$home/podman.sock"
-placement="$home/placement.yaml"
+record="$home/pad-images.json"
 
 step() { echo "==> [$(date +%T)] $*"; }
 skip() {
@@ -127,26 +127,19 @@ if [ "$mode" != test ]; then
     -subj "/CN=pad build-only CA marker" -days 3650 -out "$home/marker.pem" 2> /dev/null
   cat "$ca_bundle" "$home/marker.pem" > "$work/ca-bundle.pem"
 
-  cp "$root/pipelines/placement.yaml" "$work/placement.yaml"
   step "docker/build.py --targets ${targets[*]} on podman"
   python "$root/docker/build.py" --registry pad.local --no-push --targets "${targets[@]}" \
-    --placement "$work/placement.yaml" --build-arg "BASE=$base" --torch-wheels "$home/wheels" \
+    --record "$work/pad-images.json" --build-arg "BASE=$base" --torch-wheels "$home/wheels" \
     --ca-bundle "$work/ca-bundle.pem"
-  # No GPU here: every step runs in the first image built.
-  (cd "$root" && python -c "
-import sys
-from pipelines.placement import load_placement, set_images
-images = load_placement(sys.argv[1]).images
-set_images(sys.argv[1], {name: images[sys.argv[2]] for name in images})" "$work/placement.yaml" "${targets[0]}")
-  mv "$work/placement.yaml" "$placement"
+  mv "$work/pad-images.json" "$record"
   podman images --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep '/pad-'
 fi
 
 if [ "$mode" != build ]; then
-  [ -f "$placement" ] || { echo "no build to test: run $0 build first" >&2; exit 1; }
+  [ -f "$record" ] || { echo "no build to test: run $0 build first" >&2; exit 1; }
   step "tests/containers"
   cd "$root"
-  PAD_TEST_PLACEMENT="$placement" PAD_TEST_CA_MARKER="$home/marker.pem" \
+  PAD_IMAGES="$record" PAD_TEST_CA_MARKER="$home/marker.pem" \
     python -m pytest tests/containers -q -s -p no:cacheprovider --durations=5
 fi
 step "done"

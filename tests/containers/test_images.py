@@ -1,9 +1,10 @@
 """The built cpu image for real, on a Docker-API engine: its user, its contents, and the whole pipeline in it.
 
 `bash tests/containers/run.sh` builds the image with docker/build.py on podman
-and runs this module; it sets PAD_TEST_PLACEMENT (a placement file whose every
-image is the cpu image) and PAD_TEST_CA_MARKER (a certificate that was in the
-build's CA bundle). Elsewhere the whole module is skipped.
+and runs this module; it sets PAD_IMAGES (the build's image record) and
+PAD_TEST_CA_MARKER (a certificate that was in the build's CA bundle). The
+pipeline runs with the kind placement, whose every step runs in the cpu image.
+Elsewhere the whole module is skipped.
 """
 
 from __future__ import annotations
@@ -21,18 +22,19 @@ from pathlib import Path
 
 import pytest
 
-if not os.environ.get("PAD_TEST_PLACEMENT"):
+if not os.environ.get("PAD_TEST_CA_MARKER"):
     pytest.skip("needs the cpu image on a container engine: run `bash tests/containers/run.sh`",
                 allow_module_level=True)
 
 from padcore.errors import PadError  # noqa: E402
 from pipelines.containers import engine, run_container  # noqa: E402
 from pipelines.local import LocalRun, run_local  # noqa: E402
+from pipelines.images import image_refs  # noqa: E402
 from pipelines.placement import load_placement  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-PLACEMENT = Path(os.environ["PAD_TEST_PLACEMENT"])
+PLACEMENT = "kind"  # every step in the cpu image
 PARAMS = {  # as tests/test_pipeline_local.py: every step, the embedding fan-out included
     "epochs": 2,
     "buckets": 5,
@@ -53,9 +55,9 @@ def client():
 
 @pytest.fixture(scope="module")
 def image() -> str:
-    images = set(load_placement(PLACEMENT).images.values())
-    assert len(images) == 1, f"{PLACEMENT}: every step should run in the cpu image, got {images}"
-    return images.pop()
+    placement = load_placement(PLACEMENT)
+    assert placement.targets() == ["cpu"], f"{PLACEMENT}: every step should run in the cpu image"
+    return image_refs(placement.targets(), None)["cpu"]
 
 
 def run_in(client, image: str, *command: str) -> str:
@@ -249,6 +251,6 @@ def test_containers_make_the_same_artifacts_and_metrics(runs):
 def test_a_failing_step_fails_the_run_in_containers(tmp_path, client, image):
     assert run_container(client, image, ["sh", "-c", "exit 3"], network_mode="none") == 3
     (tmp_path / "empty").mkdir()
-    with pytest.raises(PadError, match="failed at step preprocess"):
+    with pytest.raises(PadError, match="failed at step fingerprint"):
         run_local({"source": f"files:{tmp_path / 'empty'}"}, out=tmp_path / "runs", placement_path=PLACEMENT,
                   threads=1, runner="docker")
