@@ -1,14 +1,16 @@
 # The verbs a user of pad needs. Run them inside the project's virtual environment.
 #   make install   editable install with the test tools
-#   make compile   write the KFP package pad.yaml (PLACEMENT= another placement file)
-#   make build     build the images, push them (REGISTRY=...) or load them into kind (KIND=pad), record their tags
+#   make build     build the images, push them (REGISTRY=...) or load them into kind (KIND=pad) or minikube
+#                  (MINIKUBE=minikube), and record them in pad-images.json
+#   make compile   write the KFP package pad.yaml with the recorded images (PLACEMENT=kind|minikube|FILE; default gke)
 #   make run       the whole pipeline locally with kfp.local (ARGS="--source files:/data/shop")
 #   make test      the test suite, then the llm2vec and the serving tests in their own environments
 #   make test-containers   build the cpu image on podman and run the pipeline in it (root, Debian)
 PYTHON ?= python
-PLACEMENT ?= pipelines/placement.yaml
+PLACEMENT ?= gke
 REGISTRY ?= pad.local
 KIND ?=
+MINIKUBE ?=
 ARGS ?=
 
 .PHONY: install compile build run test test-containers
@@ -20,7 +22,7 @@ compile:
 	$(PYTHON) -m pad pipeline compile --config $(PLACEMENT) --out pad.yaml
 
 build:
-	$(PYTHON) docker/build.py --registry $(REGISTRY) --placement $(PLACEMENT) $(if $(KIND),--kind-load $(KIND))
+	$(PYTHON) docker/build.py --registry $(REGISTRY) $(if $(KIND),--kind-load $(KIND)) $(if $(MINIKUBE),--minikube-load $(MINIKUBE))
 
 run:
 	$(PYTHON) -m pad run $(ARGS)

@@ -213,7 +213,7 @@ def load_into(ref: str, delivered: str) -> None:
     subprocess.run(command, check=True)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--registry", required=True, help="image repository prefix, e.g. ghcr.io/me or pad.local")
     parser.add_argument("--targets", nargs="+", choices=ALL_TARGETS, default=list(TARGETS),
@@ -231,7 +231,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder with torch and its dependencies (pip download torch==<pin> -d DIR); "
                              "torch is installed from it, offline, unless CPU_/CUDA_TORCH_PIP are given")
     parser.add_argument("--dry-run", action="store_true", help="print the references; build nothing, write nothing")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         torch_pin = re.search(r"^ARG TORCH=(\S+)", DOCKERFILE.read_text(), re.M).group(1)
         inputs = BuildInputs(args.ca_bundle, args.torch_wheels)

@@ -95,7 +95,9 @@ def place(task: dsl.PipelineTask, step: str, placement: Placement, images: dict[
                                         storage_class_name=volumes.model_cache_class or None)
         task.set_env_variable("HF_HOME", MODEL_CACHE_DIR)
         if volumes.hf_token_secret:
-            kubernetes.use_secret_as_env(task, secret_name=volumes.hf_token_secret, secret_key_to_env={"token": "HF_TOKEN"})
+            # optional: a run of an ungated encoder needs no Secret, a gated one says it lacks the token
+            kubernetes.use_secret_as_env(task, secret_name=volumes.hf_token_secret, secret_key_to_env={"token": "HF_TOKEN"},
+                                         optional=True)
     if volumes.gcs_secret:
         kubernetes.use_secret_as_volume(task, secret_name=volumes.gcs_secret, mount_path=GCS_KEY_DIR)
         task.set_env_variable("GOOGLE_APPLICATION_CREDENTIALS", f"{GCS_KEY_DIR}/key.json")

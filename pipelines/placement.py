@@ -107,7 +107,7 @@ class Volumes:
     gcs_secret: str = option("", "Secret with a GCS service-account key (`key.json`) for gs:// sources without "
                              "Workload Identity", pattern=NAME)
     hf_token_secret: str = option("", "Secret with a Hugging Face token (key `token`) for gated encoder models, "
-                                  "given to the embed step as HF_TOKEN", pattern=NAME)
+                                  "given to the embed step as HF_TOKEN when it exists", pattern=NAME)
     model_cache: str = option("", "size of the volume each embed pod downloads encoder weights into (a generic "
                               "ephemeral volume, e.g. 60Gi); \"\" = none: placements without LLM encoders",
                               pattern=(r"(" + MEMORY[0] + r")?", "a size such as 60Gi, or empty"))

@@ -264,12 +264,9 @@ def test_caching_and_retries_as_configured(tmp_path, custom):
 
 
 def test_gpu_steps_resume_from_the_checkpoint_volume(tmp_path):
-    """Where a placement has a checkpoint claim (minikube), each GPU step mounts it and learns its run from the
-    pod's Workflow label; no step takes the run as an input (it would be in KFP's cache key)."""
-    package = compile_package(tmp_path / "pad.yaml", "minikube", allow_unbuilt=True)
-    spec, platform = list(yaml.safe_load_all(package.read_text()))
-    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    placement = load_placement("minikube")
+    """Where a placement has a checkpoint claim, each GPU step mounts it and learns its run from the pod's
+    Workflow label; no step takes the run as an input (it would be in KFP's cache key)."""
+    spec, executors, placement = compiled(tmp_path, CUSTOM)
     for name in placement.gpu_steps():
         params = all_tasks(spec)[name.replace("_", "-")][1]["inputs"]["parameters"]
         assert params["checkpoint_root"]["runtimeValue"]["constant"] == placement.volumes.checkpoint_path
