@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.images import read_record
-from pipelines.placement import STEPS, TARGETS, load_placement
+from pipelines.placement import TARGETS, load_placement
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("pad_docker_build", ROOT / "docker" / "build.py")

@@ -20,7 +20,7 @@ import yaml
 
 from pad.cli import main
 from padcore.errors import PadError
-from pipelines.client import Endpoint, Submission, check_cron, parse_params, schedule, submit, upload_only
+from pipelines.client import Endpoint, Submission, check_cron, parse_params, schedule, submit
 
 API = "/apis/v2beta1"
 # validatePipelineJobInputs: the JSON kind a value of each declared type must have
