@@ -113,7 +113,8 @@ def declared(package: Path) -> dict[str, dict]:
 
 def parse_params(pairs: list[str], types: dict[str, str] | None = None) -> dict[str, Any]:
     """`k=v` pairs -> run arguments. With `types` (name -> declared type) each value is read as its parameter's
-    type: text for a string (`as_of=20261207` stays text), a JSON number, true/false, object or list otherwise.
+    type: text for a string (`as_of=20261207` stays text; `source="x"` is x), a JSON number, true/false, object or
+    list otherwise.
     Without, a value that parses as JSON is taken as such."""
     params: dict[str, Any] = {}
     for pair in pairs:
@@ -121,8 +122,9 @@ def parse_params(pairs: list[str], types: dict[str, str] | None = None) -> dict[
         if not sep or not key:
             raise PadError(f"--param {pair!r}: expected NAME=VALUE")
         kind = TYPES.get((types or {}).get(key, ""))
-        if kind is str:
-            params[key] = value
+        if kind is str:  # the text as given; a JSON string literal ("...") is read as the string it spells
+            quoted = value.startswith('"') and value.endswith('"') and len(value) > 1
+            params[key] = json.loads(value) if quoted else value
             continue
         try:
             params[key] = json.loads(value)

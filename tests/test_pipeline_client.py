@@ -328,6 +328,7 @@ def test_parse_params_and_cron():
     assert parse_params(["a=1", "b=x", "c=0.5", "d=true", 'e={"k": 2}', "f=a=b"]) == {
         "a": 1, "b": "x", "c": 0.5, "d": True, "e": {"k": 2}, "f": "a=b"}
     assert parse_params(["a=1", "b=2"], {"a": "STRING", "b": "NUMBER_INTEGER"}) == {"a": "1", "b": 2}
+    assert parse_params(['a="files:/x"', 'b="'], {"a": "STRING", "b": "STRING"}) == {"a": "files:/x", "b": '"'}
     with pytest.raises(PadError, match="NAME=VALUE"):
         parse_params(["novalue"])
     assert check_cron(" 0  0 3 * * 1 ") == "0 0 3 * * 1"
