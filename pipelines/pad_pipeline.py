@@ -61,8 +61,12 @@ class Outputs(NamedTuple):
     analysis: Artifact
 
 
-def place(task: dsl.PipelineTask, step: str, placement: Placement, images: dict[str, str]) -> dsl.PipelineTask:
-    """Apply the step's image, resources, timeout, retries, caching, GPU pool and volumes to `task`."""
+def place(task: dsl.PipelineTask, step: str, placement: Placement, images: dict[str, str],
+          local: bool = False) -> dsl.PipelineTask:
+    """Apply the step's image, resources, timeout, retries, caching, GPU pool and volumes to `task`.
+
+    `local`: no retries, since kfp.local retries too and a failure on this machine fails the same way again.
+    """
     from components.base import RUN_ENV
 
     p, volumes = placement.steps[step], placement.volumes
@@ -75,8 +79,9 @@ def place(task: dsl.PipelineTask, step: str, placement: Placement, images: dict[
     # Every step gets its own retry policy, even none: a template without one takes the install's default
     # (KFP standalone's workflow-controller ConfigMap: templateDefaults.retryStrategy). The window covers
     # every attempt whole (StepPlacement.retry_window).
-    task.set_retry(p.retries, backoff_duration=p.backoff, backoff_factor=p.backoff_factor,
-                   backoff_max_duration=f"{p.retry_window()}s")
+    if not local:
+        task.set_retry(p.retries, backoff_duration=p.backoff, backoff_factor=p.backoff_factor,
+                       backoff_max_duration=f"{p.retry_window()}s")
     if p.gpus > 0:
         pool = placement.gpu_pool
         task.set_accelerator_type(pool.accelerator).set_accelerator_limit(p.gpus)
@@ -119,7 +124,7 @@ def build_pipeline(placement: Placement, images: dict[str, str], recurring: bool
         encoders = ",".join(placement.encoders)
 
     def step(name: str, task: dsl.PipelineTask) -> dsl.PipelineTask:
-        return place(task, name, placement, images)
+        return place(task, name, placement, images, local)
 
     def resume(name: str) -> dict:
         # GPU steps on a checkpoint volume keep their checkpoints there (a folder per run: components.base.work_folder)

@@ -303,6 +303,9 @@ def test_a_bad_parameter_fails_the_check_step_before_any_gpu_step(tmp_path):
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "runs"))
     with pytest.raises(RuntimeError, match=r"Inner task failed: \S*'check'"):
         pipeline(source=f"files:{tmp_path / 'source'}", train_options={"dim": 0})
+    # kfp.local honours retry policies (30 s, then 60 s): the local package has none, so check ran once
+    tasks = pipeline.pipeline_spec.root.dag.tasks
+    assert not any(task.HasField("retry_policy") for task in tasks.values())
     ran = {p.name for p in (tmp_path / "runs").glob("pad-*/*")}  # the folders of the tasks that wrote outputs
     assert not ran & {"pretrain", "align", "finetune", "embed-merge", "analyze"}
     assert not list((tmp_path / "runs").glob("pad-*/for-loop*")), "no embedding shard started"
