@@ -12,6 +12,7 @@ from pathlib import Path
 
 from padcore.config import ALIGN_MODES, TrainConfig
 from padcore.errors import PadError
+from padcore.serving import BATCH_WINDOW, MAX_BATCH
 
 
 def _preprocess(args: argparse.Namespace) -> None:
@@ -207,7 +208,8 @@ def _models_rollback(args: argparse.Namespace) -> None:
 def _serve(args: argparse.Namespace) -> None:
     from padcore.serving import serve
 
-    serve(args.store, args.port, host=args.host, name=args.name, poll=args.poll, device=args.device)
+    serve(args.store, args.port, host=args.host, name=args.name, poll=args.poll, device=args.device,
+          batch_window=args.batch_window / 1000, max_batch=args.max_batch, log_requests=args.log_requests)
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -523,8 +525,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the store's champion over KServe's V1 protocol ([serve] extra)",
         description="A KServe model server answering POST /v1/models/<name>:predict with "
         '{"instances": [{"items": [ids, oldest first], "k": 10}]} -> {"predictions": [{"items", "scores", "unknown", '
-        '"version"}]}. It loads the champion (refusing a corrupt or incompatible one) and follows the pointer: a new '
-        "champion is swapped in once it has loaded; one that fails to load is logged and the old one keeps serving.",
+        '"fallback", "version"}]}. It loads the champion (refusing a corrupt or incompatible one) and follows the '
+        "pointer: a new champion is swapped in once it has loaded; one that fails to load is logged and the old one "
+        "keeps serving. Concurrent requests are scored together; a history with no known item gets the training "
+        'data\'s most popular items, flagged "fallback": "popular".',
     )
     p.add_argument("--store", required=True, help="model store: a folder or gs://bucket/prefix")
     p.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
@@ -532,6 +536,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="pad", help="model name in the URL (default pad)")
     p.add_argument("--poll", type=float, default=30.0, help="seconds between checks of the champion pointer (default 30)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
+    p.add_argument("--batch-window", type=float, default=BATCH_WINDOW * 1000, metavar="MS",
+                   help="milliseconds a batch waits for more requests once it has one "
+                   f"(default {BATCH_WINDOW * 1000:g}: it takes those already waiting)")
+    p.add_argument("--max-batch", type=int, default=MAX_BATCH,
+                   help=f"histories scored in one call at most (default {MAX_BATCH})")
+    p.add_argument("--log-requests", action="store_true",
+                   help="log every request (uvicorn's access log and kserve's timings; off by default: at 1,000 "
+                   "requests/s they cost more than the scoring)")
     p.set_defaults(func=_serve)
 
     pipeline = verbs.add_parser(

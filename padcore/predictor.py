@@ -2,13 +2,17 @@
 
 It holds one loaded version at a time and swaps in a new one only once it has
 loaded whole: a champion that is corrupt or incompatible is refused with the
-reason, and the version already loaded keeps answering.
+reason, and the version already loaded keeps answering. A history with no item
+the model knows is answered with the most popular items of its training data,
+flagged `"fallback": "popular"`. `Batcher` scores concurrent requests together.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,16 +86,20 @@ class Predictor:
         return stop
 
     def predict(self, instances: Any) -> list[dict]:
-        """`[{"items": [ids, oldest first], "k": 10}, ...]` -> `[{"items", "scores", "unknown", "version"}, ...]`."""
+        """`[{"items": [ids, oldest first], "k": 10}, ...]` -> `[{"items", "scores", "unknown", "fallback",
+        "version"}, ...]`."""
+        return self.score(*parse(instances))
+
+    def score(self, histories: list[list[str]], ks: list[int]) -> list[dict]:
+        """The answers for checked histories (`parse`), all by one loaded version."""
         loaded = self.loaded
         if loaded is None:
             raise PadError("no model loaded")
         ranker = loaded.ranker
-        histories, ks = _parse(instances)
         idx = [ranker.to_idx(h) for h in histories]
         known = [i[i > 0] for i in idx]
-        out: list[dict] = [{"items": [], "scores": [], "version": loaded.version,
-                            "unknown": [str(x) for x, i in zip(h, ix) if i < 0]}
+        out: list[dict] = [{"items": [], "scores": [], "unknown": [str(x) for x, i in zip(h, ix) if i < 0],
+                            "fallback": None, "version": loaded.version}
                            for h, ix in zip(histories, idx)]
         rows = [r for r, k in enumerate(known) if len(k)]
         if rows:
@@ -106,10 +114,86 @@ class Predictor:
                 real = items[j, : ks[r]] > 0
                 out[r]["items"] = ranker.keys[items[j, : ks[r]][real]].astype(str).tolist()
                 out[r]["scores"] = [float(s) for s in scores[j, : ks[r]][real]]
+        if ranker.freq is not None:
+            for r in set(range(len(out))) - set(rows):
+                items, counts = ranker.popular(ks[r])
+                out[r].update(items=ranker.keys[items].astype(str).tolist(), scores=[float(c) for c in counts],
+                              fallback="popular")
         return out
 
 
-def _parse(instances: Any) -> tuple[list[list[str]], list[int]]:
+class Batcher:
+    """Concurrent requests to a `Predictor`, scored together: one scoring call per batch, off the event loop.
+
+    A batch starts with the oldest waiting request, takes every request already waiting, then waits up to
+    `window` seconds for more, until it holds `max_batch` histories (a larger request is a batch of its own).
+    Each request is checked on its own first, so a malformed one fails alone. While a batch is scored, new
+    requests queue for the next one: under load, batches grow by themselves.
+    """
+
+    def __init__(self, predictor: Predictor, window: float, max_batch: int):
+        if window < 0 or max_batch < 1:
+            raise PadError(f"batching: window {window} s must be 0 or more and max_batch {max_batch} 1 or more")
+        self.predictor, self.window, self.max_batch = predictor, window, max_batch
+        self._queue: asyncio.Queue | None = None
+        self._worker: asyncio.Task | None = None
+        self._held: tuple | None = None  # a request that did not fit the last batch: the next one's first
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="pad-score")
+
+    async def predict(self, instances: Any) -> list[dict]:
+        """As `Predictor.predict`, scored with the requests that arrive with it."""
+        histories, ks = parse(instances)
+        if self._worker is None or self._worker.done():
+            self._queue = asyncio.Queue()
+            self._worker = asyncio.get_running_loop().create_task(self._run())
+        answer = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((histories, ks, answer))
+        return await answer
+
+    async def _next(self) -> list[tuple]:
+        loop = asyncio.get_running_loop()
+        batch = [self._held or await self._queue.get()]
+        self._held = None
+        size, deadline = len(batch[0][0]), loop.time() + self.window
+        while size < self.max_batch:
+            try:
+                request = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                try:
+                    request = await asyncio.wait_for(self._queue.get(), left)
+                except asyncio.TimeoutError:
+                    break
+            if size + len(request[0]) > self.max_batch:
+                self._held = request
+                break
+            batch.append(request)
+            size += len(request[0])
+        return batch
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._next()
+            histories = [h for b in batch for h in b[0]]
+            ks = [k for b in batch for k in b[1]]
+            try:
+                answers = await loop.run_in_executor(self._pool, self.predictor.score, histories, ks)
+            except Exception as exc:  # noqa: BLE001 - each waiting request gets the error
+                for _, _, answer in batch:
+                    if not answer.done():
+                        answer.set_exception(exc)
+                continue
+            start = 0
+            for h, _, answer in batch:
+                if not answer.done():  # its client may have gone
+                    answer.set_result(answers[start : start + len(h)])
+                start += len(h)
+
+
+def parse(instances: Any) -> tuple[list[list[str]], list[int]]:
     """Check the V1 instances; an error names the instance and the field."""
     if not isinstance(instances, list) or not instances:
         raise PadError('"instances": expected a non-empty list of {"items": [...], "k": 10}')

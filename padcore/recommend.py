@@ -58,6 +58,7 @@ class Ranker:
     max_len: int
     device: torch.device
     label: str
+    freq: np.ndarray | None = None  # training interactions per item_idx (row 0 = padding), where the source has them
     index: pd.Index = field(init=False)
     table: torch.Tensor | None = field(init=False)  # `PadModel.ranking_table`: scores taken a block of items at a time
 
@@ -67,6 +68,13 @@ class Ranker:
         rows = self.side[0][0].shape[0]
         if rows != len(self.keys):
             raise PadError(f"{self.label}: the model ranks {rows - 1} items but its item list holds {len(self.keys) - 1}")
+
+    def popular(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(item_idx, training interactions) of the `k` most interacted-with items, ties by item_idx."""
+        if self.freq is None:
+            raise PadError(f"{self.label}: no item frequencies (published before pad recorded them)")
+        order = np.lexsort((np.arange(len(self.freq) - 1), -self.freq[1:]))[:k] + 1
+        return order, self.freq[order]
 
     def to_idx(self, ids) -> np.ndarray:
         """item_idx of each id (1-based), -1 where the model does not know it."""
@@ -119,8 +127,9 @@ class Ranker:
 
 
 def load_ranker(model_dir: str | Path, keys: np.ndarray, text: np.ndarray | None, device: str = "cpu",
-                label: str | None = None) -> Ranker:
-    """A model artifact with its item ids (`keys[i]` = id of item_idx i, keys[0] unused) and text table."""
+                label: str | None = None, freq: np.ndarray | None = None) -> Ranker:
+    """A model artifact with its item ids (`keys[i]` = id of item_idx i, keys[0] unused), text table and
+    training frequencies (`freq[i]`, freq[0] unused)."""
     model_dir = Path(model_dir)
     dev = pick_device(device)
     model = load_model(model_dir, text).to(dev).eval()
@@ -129,7 +138,9 @@ def load_ranker(model_dir: str | Path, keys: np.ndarray, text: np.ndarray | None
     with torch.no_grad(), autocast(dev):
         side = model.item_side()
     keys = np.concatenate([[""], np.asarray(keys, dtype=object)[1:]]).astype(object)
-    return Ranker(model, side, keys, max_len, dev, label or str(model_dir))
+    if freq is not None:
+        freq = np.concatenate([[0], np.asarray(freq, dtype=np.int64)[1:]])
+    return Ranker(model, side, keys, max_len, dev, label or str(model_dir), freq)
 
 
 def ranker_from_artifacts(model_dir: str | Path, ds: Dataset, text_dir: str | Path | None, device: str = "cpu") -> Ranker:
@@ -147,7 +158,7 @@ def ranker_from_artifacts(model_dir: str | Path, ds: Dataset, text_dir: str | Pa
         if read_text_meta(text_dir).get("text_hash") != meta["text_hash"]:
             raise PadError(f"{text_dir}: not the text table {model_dir} was trained with (text_hash differs)")
         text = load_text(text_dir, ds)
-    return load_ranker(model_dir, ds.item_column("item"), text, device)
+    return load_ranker(model_dir, ds.item_column("item"), text, device, freq=ds.item_column("freq"))
 
 
 def is_version(path: str | Path) -> bool:
@@ -178,6 +189,12 @@ def ranker_from_version(folder: str | Path, device: str = "cpu") -> Ranker:
     if not np.array_equal(items["item_idx"].to_numpy(), np.arange(1, len(items) + 1)):
         raise PadError(f"{folder / ITEMS}: column 'item_idx' must be 1..{len(items)} in order")
     keys = np.concatenate([[""], items["item"].astype(str).to_numpy()]).astype(object)
+    freq = None
+    if "freq" in items:  # older versions lack it
+        freq = items["freq"].to_numpy()
+        if not np.issubdtype(freq.dtype, np.integer) or (freq < 0).any():
+            raise PadError(f"{folder / ITEMS}: column 'freq' must hold counts (whole numbers, 0 or more)")
+        freq = np.concatenate([[0], freq])
     text = None
     if manifest.get("text"):
         text = np.load(folder / "text" / EMBEDDINGS, mmap_mode="r")
@@ -185,7 +202,7 @@ def ranker_from_version(folder: str | Path, device: str = "cpu") -> Ranker:
             raise PadError(f"{folder / 'text' / EMBEDDINGS}: {text.shape[0]} rows for {len(keys) - 1} items (+ padding)")
         text = np.array(text, dtype=np.float32)  # a writable copy: torch wraps it
     try:
-        return load_ranker(folder / "model", keys, text, device, label=manifest["version"])
+        return load_ranker(folder / "model", keys, text, device, label=manifest["version"], freq=freq)
     except PadError:
         raise
     except (RuntimeError, KeyError, ValueError, OSError) as exc:

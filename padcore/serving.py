@@ -2,16 +2,20 @@
 
 KServe's V1 protocol: `POST /v1/models/pad:predict` with
 `{"instances": [{"items": ["B0001", ...], "k": 10}]}` is answered with
-`{"predictions": [{"items": [...], "scores": [...], "unknown": [...], "version": "..."}]}`.
+`{"predictions": [{"items": [...], "scores": [...], "unknown": [...], "fallback": null, "version": "..."}]}`.
+Concurrent requests are scored together (`padcore.predictor.Batcher`).
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any
 
 from padcore.errors import PadError
-from padcore.predictor import Predictor, log
+
+BATCH_WINDOW = 0.0  # seconds a batch waits for more requests once it has one (bench/RESULTS.md, "serve")
+MAX_BATCH = 256  # histories scored in one call at most
 
 INSTALL = ("pad serve needs the [serve] extra, which cannot share an environment with pandas 3: "
            "python3 -m venv .venv-serve && .venv-serve/bin/pip install torch==2.13.0 -e '.[serve]', "
@@ -19,13 +23,16 @@ INSTALL = ("pad serve needs the [serve] extra, which cannot share an environment
 
 
 def serve(store: str, port: int = 8080, *, host: str = "0.0.0.0", name: str = "pad", poll: float = 30.0,
-          device: str = "cpu") -> None:
-    """Load the champion of `store` (refusing a broken one), follow its pointer every `poll` seconds, serve."""
+          device: str = "cpu", batch_window: float = BATCH_WINDOW, max_batch: int = MAX_BATCH,
+          log_requests: bool = False) -> None:
+    """Load the champion of `store` (refusing a broken one), follow its pointer every `poll` seconds, serve;
+    concurrent requests are scored in batches of up to `max_batch` histories (`Batcher`)."""
     try:
         import kserve
         from kserve.errors import InvalidInput
     except ImportError as exc:
         raise PadError(INSTALL) from exc
+    from padcore.predictor import Batcher, Predictor, log
 
     class ChampionModel(kserve.Model):
         """The store's champion as a KServe model."""
@@ -33,6 +40,7 @@ def serve(store: str, port: int = 8080, *, host: str = "0.0.0.0", name: str = "p
         def __init__(self) -> None:
             super().__init__(name)
             self.predictor = Predictor(store, device)
+            self.batcher = Batcher(self.predictor, batch_window, max_batch)
 
         def load(self) -> bool:
             self.predictor.load()
@@ -43,7 +51,7 @@ def serve(store: str, port: int = 8080, *, host: str = "0.0.0.0", name: str = "p
             if not isinstance(payload, dict) or "instances" not in payload:
                 raise InvalidInput('expected a JSON object {"instances": [{"items": [...], "k": 10}]}')
             try:
-                return {"predictions": self.predictor.predict(payload["instances"])}
+                return {"predictions": await self.batcher.predict(payload["instances"])}
             except PadError as exc:
                 raise InvalidInput(str(exc)) from exc
 
@@ -62,4 +70,26 @@ def serve(store: str, port: int = 8080, *, host: str = "0.0.0.0", name: str = "p
     model = ChampionModel()
     model.load()
     model.predictor.watch(poll)
-    Server(http_port=port, enable_grpc=False, workers=1).start([model])
+    server = Server(http_port=port, enable_grpc=False, workers=1, enable_latency_logging=log_requests)
+    if not log_requests:
+        quiet_requests()
+    gc.freeze()  # what is loaded by now stays: the collector's passes skip it
+    gc.set_threshold(50_000, 20, 20)  # a request allocates thousands of objects: collect young ones less often
+    server.start([model])
+
+
+def quiet_requests() -> None:
+    """No per-request logging: kserve 0.21 writes three lines a request (its timing middleware, which also calls
+    getrusage twice, and its latency line) and uvicorn one; at 1,000 requests/s they cost more than the scoring."""
+    from kserve.protocol.rest import server as rest
+
+    for name in ("kserve.trace", "uvicorn.access"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    add = rest.RESTServer._add_middlewares
+    if not getattr(add, "pad_quiet", False):
+        def without_timing(self, app) -> None:  # RESTServer._add_middlewares adds only the timing one by default
+            if self.access_log_format:
+                add(self, app)
+
+        without_timing.pad_quiet = True
+        rest.RESTServer._add_middlewares = without_timing

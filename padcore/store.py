@@ -334,7 +334,8 @@ def _assemble(folder: Path, model_dir: Path, dataset_dir: Path, text_dir: Path |
         if path.is_file() and not path.name.startswith("."):
             shutil.copy2(path, folder / "model" / path.name)
     items = pa.table({"item_idx": pa.array(np.arange(1, ds.n_items + 1, dtype=np.int32)),
-                      "item": pa.array(ds.items["item"].astype(str).to_numpy(), pa.string())})
+                      "item": pa.array(ds.items["item"].astype(str).to_numpy(), pa.string()),
+                      "freq": pa.array(ds.items["freq"].to_numpy(), pa.int64())})
     pq.write_table(items, folder / ITEMS)
     text = None
     if meta.get("text_hash"):

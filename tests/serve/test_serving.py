@@ -36,12 +36,12 @@ HISTORIES = [["i1", "i5", "i2"], ["i3", "i4"], ["i7", "no-such-item", "i9"]]
 class Server:
     """`pad serve` in a subprocess; its log goes to a file the tests read."""
 
-    def __init__(self, store: str, log: Path, poll: float = 0.3):
+    def __init__(self, store: str, log: Path, poll: float = 0.3, extra: tuple | list = ()):
         self.port, self.log = free_port(), log
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pad", "serve", "--store", store, "--host", "127.0.0.1", "--port", str(self.port),
-             "--poll", str(poll)],
+             "--poll", str(poll), *extra],
             cwd=ROOT, stdout=open(log, "w"), stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
     def wait_ready(self, timeout: float = 120.0) -> None:
@@ -150,3 +150,56 @@ def test_a_corrupt_champion_is_refused_at_start(store, tmp_path):
         srv.stop()
     log = srv.log.read_text()
     assert f"pad serve: error: champion {version} refused" in log and "does not match the manifest" in log
+
+
+def test_concurrent_requests_get_what_each_gets_alone(server):
+    """Requests arriving together are scored in one batch (padcore.predictor.Batcher), each answered as alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    bodies = [{"instances": [{"items": h, "k": k}]} for h in HISTORIES for k in (1, 4, 10)]
+    alone = [server.predict(b) for b in bodies]
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        together = list(pool.map(server.predict, bodies * 4))
+    for (status, body), (_, reference) in zip(together, alone * 4):
+        assert status == 200
+        assert body["predictions"][0]["items"] == reference["predictions"][0]["items"]
+        assert np.allclose(body["predictions"][0]["scores"], reference["predictions"][0]["scores"], atol=1e-5)
+
+
+def test_requests_are_not_logged_unless_asked(server, store, tmp_path):
+    """kserve's timing middleware and latency line and uvicorn's access log: off by default, on with --log-requests."""
+    for _ in range(3):
+        assert server.predict({"instances": [{"items": ["i1"]}]})[0] == 200
+    assert "POST /v1/models/pad:predict" not in server.log.read_text() and "kserve.trace" not in server.log.read_text()
+    loud = Server(store.uri, tmp_path / "loud.log", extra=["--log-requests"])
+    try:
+        loud.wait_ready()
+        assert loud.predict({"instances": [{"items": ["i1"]}]})[0] == 200
+        wait_for(lambda: "POST /v1/models/pad:predict" in loud.log.read_text())
+        assert "kserve.trace" in loud.log.read_text()
+    finally:
+        loud.stop()
+
+
+def test_a_history_of_unknown_items_gets_the_popular_items_flagged(server):
+    status, body = server.predict({"instances": [{"items": ["nobody-knows-me"], "k": 3}, {"items": ["i1"], "k": 3}]})
+    fallback, ranked = body["predictions"]
+    assert status == 200 and fallback["fallback"] == "popular" and len(fallback["items"]) == 3
+    assert fallback["unknown"] == ["nobody-knows-me"] and ranked["fallback"] is None
+
+
+def test_the_load_test_runs_and_swaps_the_champion_without_a_failed_request(store, shop, tmp_path):
+    """bench/serve.py end to end, small: every phase answered, malformed requests 400, both versions seen."""
+    other = store.publish(shop["old_id_model"], shop["old_dataset"], promote=False).version
+    out = tmp_path / "serve.json"
+    subprocess.run([sys.executable, str(ROOT / "bench" / "serve.py"), "--store", store.uri, "--dataset",
+                    str(shop["old_dataset"]), "--requests", "20", "--rates", "50", "--seconds", "1",
+                    "--mixed-rate", "100", "--mixed-seconds", "4", "--no-recommend", "--json", str(out)],
+                   check=True, timeout=300)
+    results = json.loads(out.read_text())
+    assert results["swap_to"] == other and Store(store.uri).champion() != other  # the bench swapped a copy
+    (rate,) = results["rates"]
+    assert rate["errors"] == {} and rate["valid_answered"] == 50 and rate["p99_ms"] > 0
+    mixed = results["mixed"]
+    assert mixed["errors"] == {} and set(mixed["bad"]) == {"400"} and sum(mixed["bad"].values()) > 10
+    assert set(mixed["versions"]) == {store.champion(), other}
