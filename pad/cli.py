@@ -542,8 +542,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch", type=int, default=MAX_BATCH,
                    help=f"histories scored in one call at most (default {MAX_BATCH})")
     p.add_argument("--log-requests", action="store_true",
-                   help="log every request (uvicorn's access log and kserve's timings; off by default: at 1,000 "
-                   "requests/s they cost more than the scoring)")
+                   help="log every request (uvicorn's access log and kserve's timings; off by default: under load "
+                   "they cost much of the server's CPU)")
     p.set_defaults(func=_serve)
 
     pipeline = verbs.add_parser(

@@ -61,19 +61,21 @@ class Ranker:
     freq: np.ndarray | None = None  # training interactions per item_idx (row 0 = padding), where the source has them
     index: pd.Index = field(init=False)
     table: torch.Tensor | None = field(init=False)  # `PadModel.ranking_table`: scores taken a block of items at a time
+    by_popularity: np.ndarray | None = field(init=False)  # item_idx by training interactions, most first
 
     def __post_init__(self) -> None:
         self.index = pd.Index(self.keys[1:].astype(str))
         self.table = self.model.ranking_table(self.side)
+        self.by_popularity = None
+        if self.freq is not None:
+            self.by_popularity = np.lexsort((np.arange(len(self.freq) - 1), -self.freq[1:])) + 1
         rows = self.side[0][0].shape[0]
         if rows != len(self.keys):
             raise PadError(f"{self.label}: the model ranks {rows - 1} items but its item list holds {len(self.keys) - 1}")
 
     def popular(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(item_idx, training interactions) of the `k` most interacted-with items, ties by item_idx."""
-        if self.freq is None:
-            raise PadError(f"{self.label}: no item frequencies (published before pad recorded them)")
-        order = np.lexsort((np.arange(len(self.freq) - 1), -self.freq[1:]))[:k] + 1
+        """(item_idx, training interactions) of the `k` most interacted-with items, ties by item_idx (needs freq)."""
+        order = self.by_popularity[:k]
         return order, self.freq[order]
 
     def to_idx(self, ids) -> np.ndarray:

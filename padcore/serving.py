@@ -14,7 +14,7 @@ from typing import Any
 
 from padcore.errors import PadError
 
-BATCH_WINDOW = 0.0  # seconds a batch waits for more requests once it has one (bench/RESULTS.md, "serve")
+BATCH_WINDOW = 0.0  # seconds a batch waits for more requests once it has one: a lone request is never held back
 MAX_BATCH = 256  # histories scored in one call at most
 
 INSTALL = ("pad serve needs the [serve] extra, which cannot share an environment with pandas 3: "
@@ -80,16 +80,12 @@ def serve(store: str, port: int = 8080, *, host: str = "0.0.0.0", name: str = "p
 
 def quiet_requests() -> None:
     """No per-request logging: kserve 0.21 writes three lines a request (its timing middleware, which also calls
-    getrusage twice, and its latency line) and uvicorn one; at 1,000 requests/s they cost more than the scoring."""
+    getrusage twice, and its latency line) and uvicorn one; profiled at 900 requests/s on a small model, they took
+    more of the server's CPU than the scoring."""
     from kserve.protocol.rest import server as rest
 
     for name in ("kserve.trace", "uvicorn.access"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    add = rest.RESTServer._add_middlewares
-    if not getattr(add, "pad_quiet", False):
-        def without_timing(self, app) -> None:  # RESTServer._add_middlewares adds only the timing one by default
-            if self.access_log_format:
-                add(self, app)
-
-        without_timing.pad_quiet = True
-        rest.RESTServer._add_middlewares = without_timing
+    # RESTServer._add_middlewares adds the timing middleware, and an access logger only for an access_log_format,
+    # which pad serve never sets
+    rest.RESTServer._add_middlewares = lambda self, app: None
