@@ -179,7 +179,17 @@ def test_publish_refuses_mismatched_inputs(tmp_path, shop):
     assert store.manifest(id_only.version)["text"] is None
 
 
-def test_publish_verb(tmp_path, shop, capsys):
+def test_publish_verb(tmp_path, shop, capsys, monkeypatch):
+    import datetime as dt
+
+    import padcore.store
+
+    class Frozen(dt.datetime):  # one second for all three publishes: the assertions below must not race the clock
+        @classmethod
+        def now(cls, tz=None):
+            return dt.datetime(2026, 12, 8, 4, 56, 11, tzinfo=tz)
+
+    monkeypatch.setattr(padcore.store, "datetime", Frozen)
     to = str(tmp_path / "s")
     args = ["publish", "--model", str(shop["old_model"]), "--dataset", str(shop["old_dataset"]),
             "--text", str(shop["old_text"]), "--to", to]
